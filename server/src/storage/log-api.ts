@@ -1,0 +1,128 @@
+/**
+ * The contract between a partition's log (storage/log.ts) and the broker. The broker codes
+ * against these types only; storage implements them. Offsets are bigint end to end (int64 on the
+ * wire); byte positions and sizes are numbers.
+ */
+import type { Clock } from "../clock.js";
+import type { Logger } from "../logger.js";
+import type { FileSystem } from "./fs.js";
+
+/** The per-partition settings storage needs (a subset of a topic's config). */
+export interface LogConfig {
+  /** Roll to a new segment when the active one would grow past this many bytes. */
+  segmentBytes: number;
+  /** Roll when the active segment's first batch is older than this (ms); checked on append. */
+  segmentMs: number;
+  /** Delete a closed segment once its newest batch is older than this (ms); -1 = forever. */
+  retentionMs: number;
+  /** Delete the oldest closed segments while the log is larger than this; -1 = no limit. */
+  retentionBytes: number;
+  /** Add an offset-index entry after at least this many bytes of log since the previous one. */
+  indexIntervalBytes: number;
+}
+
+/** Compression codec numbers, identical to the proto enum rill.v1.Compression. */
+export const enum CompressionCode {
+  Unspecified = 0,
+  None = 1,
+  Gzip = 2,
+  Zstd = 3,
+  Lz4 = 4,
+}
+
+/** One batch to append. `records` are the producer's bytes, stored verbatim and never decoded. */
+export interface AppendInput {
+  /**
+   * When compression is None/Unspecified: the encoded rill.v1.RecordBatch (stored as Batch field 8).
+   * Otherwise: the compressed bytes (stored as Batch field 9).
+   */
+  records: Uint8Array;
+  /** Number of records in the batch, >= 1. */
+  recordCount: number;
+  compression: CompressionCode;
+}
+
+export interface AppendResult {
+  baseOffset: bigint;
+  recordCount: number;
+  appendTimeMs: number;
+}
+
+export interface ReadResult {
+  /**
+   * Whole stored frames, exactly as on disk: each is `0x0a varint(len) Batch`, i.e. this buffer is
+   * a valid encoding of the `batches` field of rill.v1.FetchResponse. Empty when nothing to read.
+   */
+  data: Buffer;
+  /** The offset after the last record of the last batch in `data` (= from if data is empty). */
+  nextOffset: bigint;
+  /** How many batches `data` holds. */
+  batchCount: number;
+}
+
+export interface LogOptions {
+  /** The partition directory, e.g. <data>/topics/orders/0. Created if missing. */
+  dir: string;
+  config: LogConfig;
+  clock: Clock;
+  logger: Logger;
+  /** The file-system seam; tests inject faults through it. Defaults to node:fs. */
+  fs?: FileSystem;
+  /**
+   * false after an unclean shutdown: scan the active segment(s), truncate at the first bad frame,
+   * rebuild indexes that disagree with the log. true skips the scan (indexes are still
+   * sanity-checked, and a missing or inconsistent one is rebuilt).
+   */
+  cleanShutdown: boolean;
+}
+
+/** What recovery found, for logs and tests. */
+export interface RecoveryReport {
+  /** Bytes cut from the end of the log (torn write, garbage, bad CRC). */
+  truncatedBytes: number;
+  /** Index files rebuilt because they were missing or disagreed with the log. */
+  rebuiltIndexes: number;
+}
+
+export interface PartitionLog {
+  /** The oldest retained offset (base offset of the first segment). */
+  readonly logStartOffset: bigint;
+  /** The offset the next appended record will get. */
+  readonly logEndOffset: bigint;
+  /** Total bytes of segment .log files. */
+  readonly sizeBytes: number;
+  readonly segmentCount: number;
+  /** What opening the log found and repaired. */
+  readonly recovery: RecoveryReport;
+
+  /**
+   * Appends batches in order, synchronously (page cache). Offsets are assigned densely. Rolls a
+   * new segment first when needed. Several inputs are written with one vectored write.
+   * Throws BatchTooLargeError if one frame would not fit in segment.bytes... (see docs).
+   */
+  append(inputs: readonly AppendInput[]): AppendResult[];
+
+  /**
+   * Reads whole frames starting with the batch that contains `offset`, up to `maxBytes` of frames
+   * (at least one whole frame even if it is larger), never past `upTo` (exclusive, defaults to
+   * logEndOffset). Throws OffsetOutOfRangeError if offset < logStartOffset or > logEndOffset.
+   * Verifies each returned frame's CRC; throws CorruptBatchError naming file and position if the
+   * first frame is bad (a later bad frame ends the read early, so the good prefix is served).
+   */
+  read(offset: bigint, maxBytes: number, upTo?: bigint): Promise<ReadResult>;
+
+  /** The first offset of the first batch appended at/after timestampMs, or null if none. */
+  offsetForTimestamp(timestampMs: number): Promise<bigint | null>;
+
+  /** fsyncs everything appended so far; resolves with the log end offset it covers. */
+  flush(): Promise<bigint>;
+
+  /** Applies retention.ms and retention.bytes; returns the number of segments deleted. */
+  applyRetention(): Promise<number>;
+
+  /** Flushes and closes every file. Further calls throw LogClosedError. */
+  close(): Promise<void>;
+
+  /** Closes and removes every file and the directory. */
+  destroy(): Promise<void>;
+}

@@ -1,0 +1,12 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    pool: "forks",
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Every test run is bounded: a hung suite fails instead of stalling CI.
+    teardownTimeout: 20_000,
+  },
+});
