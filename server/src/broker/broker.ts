@@ -1,0 +1,115 @@
+/**
+ * The broker core: topics, metadata and background work, with no knowledge of gRPC.
+ *
+ *   <data>/meta/broker.json     {"brokerId":0,"clusterId":"<uuid>"} — stable across restarts
+ *   <data>/meta/clean-shutdown  present only between a clean close and the next open
+ *
+ * Open order matters: the clean-shutdown marker is read (it decides whether logs are scanned for
+ * torn writes), then removed and the removal fsynced *before* any write is accepted, so a crash
+ * after this point is always followed by recovery. Close writes the marker only after every log
+ * has been fsynced and closed.
+ */
+import { randomUUID } from "node:crypto";
+import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { type Clock, systemClock } from "../clock.js";
+import type { BrokerConfig } from "../config.js";
+import type { Logger } from "../logger.js";
+import { TopicRegistry, writeFileDurably } from "./topic-registry.js";
+
+const CLEAN_MARKER = "clean-shutdown";
+
+export interface BrokerMeta {
+  brokerId: number;
+  clusterId: string;
+}
+
+export class BrokerCore {
+  private retentionTimer: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    readonly config: BrokerConfig,
+    readonly topics: TopicRegistry,
+    readonly meta: BrokerMeta,
+    readonly clock: Clock,
+    private readonly logger: Logger,
+    /** Whether the previous run ended cleanly (false means logs were scanned). */
+    readonly recoveredFromCleanShutdown: boolean,
+  ) {}
+
+  static async open(config: BrokerConfig, logger: Logger, clock: Clock = systemClock): Promise<BrokerCore> {
+    const dataDir = resolve(config.dataDir);
+    const metaDir = join(dataDir, "meta");
+    await mkdir(metaDir, { recursive: true });
+    const meta = await loadMeta(metaDir);
+    const marker = join(metaDir, CLEAN_MARKER);
+    const cleanShutdown = await exists(marker);
+    const isNew = !(await exists(join(dataDir, "topics")));
+    if (!cleanShutdown && !isNew) logger.warn({ dataDir }, "previous run did not stop cleanly; recovering logs");
+    await rm(marker, { force: true });
+    await syncDir(metaDir);
+    const topics = await TopicRegistry.open({
+      dataDir,
+      defaults: config.topicDefaults,
+      clock,
+      logger: logger.child({ component: "log" }),
+      cleanShutdown: cleanShutdown || isNew,
+    });
+    const core = new BrokerCore(config, topics, meta, clock, logger, cleanShutdown);
+    core.scheduleRetention();
+    return core;
+  }
+
+  private scheduleRetention(): void {
+    this.retentionTimer = setInterval(() => {
+      this.topics
+        .applyRetention()
+        .then((deleted) => {
+          if (deleted > 0) this.logger.info({ segments: deleted }, "retention deleted segments");
+        })
+        .catch((err) => this.logger.error({ err }, "retention failed"));
+    }, this.config.retentionCheckIntervalMs);
+    this.retentionTimer.unref();
+  }
+
+  /** Fsyncs and closes every log, then writes the clean-shutdown marker. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      clearInterval(this.retentionTimer);
+      await this.topics.close();
+      const metaDir = join(resolve(this.config.dataDir), "meta");
+      await writeFileDurably(metaDir, CLEAN_MARKER, `${new Date(this.clock.now()).toISOString()}\n`);
+    })();
+    return this.closing;
+  }
+}
+
+async function loadMeta(metaDir: string): Promise<BrokerMeta> {
+  try {
+    return JSON.parse(await readFile(join(metaDir, "broker.json"), "utf8")) as BrokerMeta;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    const meta: BrokerMeta = { brokerId: 0, clusterId: randomUUID() };
+    await writeFileDurably(metaDir, "broker.json", `${JSON.stringify(meta)}\n`);
+    return meta;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const d = await open(dir, "r");
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}

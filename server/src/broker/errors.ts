@@ -1,0 +1,45 @@
+/**
+ * Errors the broker layer throws. Like storage errors they carry no gRPC status: `rpc/status.ts`
+ * maps each class to its code (DESIGN §2) and keeps the message, which tells the user what to do.
+ */
+export class BrokerError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The request itself is malformed (bad name, empty batch, unknown enum value...). */
+export class InvalidRequestError extends BrokerError {}
+
+export class TopicNotFoundError extends BrokerError {
+  constructor(readonly topic: string) {
+    super(`topic "${topic}" does not exist; create it with CreateTopic (rill topic create ${topic})`);
+  }
+}
+
+export class PartitionNotFoundError extends BrokerError {
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+    readonly partitionCount: number,
+  ) {
+    super(`topic "${topic}" has partitions 0..${partitionCount - 1}; partition ${partition} does not exist`);
+  }
+}
+
+export class TopicExistsError extends BrokerError {
+  constructor(readonly topic: string) {
+    super(`topic "${topic}" already exists`);
+  }
+}
+
+/** A configured limit was exceeded (batch size, records per batch...). */
+export class LimitExceededError extends BrokerError {}
+
+/** The broker is draining or stopped. */
+export class ShuttingDownError extends BrokerError {
+  constructor() {
+    super("the broker is shutting down; retry against another broker or after it restarts");
+  }
+}

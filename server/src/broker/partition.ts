@@ -1,0 +1,183 @@
+/**
+ * One partition of a topic: its log plus what the broker layers on top of it.
+ *
+ * - High watermark: the offset the next record will get. In single-node mode every record
+ *   written to the page cache is readable, so the high watermark is the log end offset; with
+ *   replication it will become the replicated offset (DESIGN §1).
+ * - Tail waiters: following Fetch streams park here and are woken by the next append, without
+ *   polling.
+ * - Flush policy and group commit (DESIGN §3.4): appends go to the page cache at once; an fsync
+ *   runs when flush.messages records are unflushed, flush.ms after the first unflushed append, or
+ *   when a FSYNCED produce asks. Requests that arrive while an fsync runs share the next one, so
+ *   concurrent FSYNCED producers pay one fsync per round, not one each.
+ *
+ * Everything here runs on the event loop; append is synchronous, so batches of one partition are
+ * ordered by the order their requests were handled.
+ */
+import type { Logger } from "../logger.js";
+import type { AppendInput, AppendResult, PartitionLog } from "../storage/log-api.js";
+import type { TopicSettings } from "../config.js";
+
+type Waiter = () => void;
+
+export class Partition {
+  private readonly waiters = new Set<Waiter>();
+  private unflushedRecords = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private nextFlush: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(
+    readonly topic: string,
+    readonly index: number,
+    readonly log: PartitionLog,
+    private settings: TopicSettings,
+    private readonly logger: Logger,
+  ) {}
+
+  get highWatermark(): bigint {
+    return this.log.logEndOffset;
+  }
+
+  get logStartOffset(): bigint {
+    return this.log.logStartOffset;
+  }
+
+  get maxBatchBytes(): number {
+    return this.settings.maxBatchBytes;
+  }
+
+  get defaultDurability(): TopicSettings["durability"] {
+    return this.settings.durability;
+  }
+
+  /** Appends synchronously, wakes tail waiters and applies the flush policy. */
+  append(inputs: readonly AppendInput[]): AppendResult[] {
+    const results = this.log.append(inputs);
+    let records = 0;
+    for (const r of results) records += r.recordCount;
+    this.unflushedRecords += records;
+    this.wakeWaiters();
+    this.applyFlushPolicy();
+    return results;
+  }
+
+  /**
+   * Resolves once an fsync that started after this call has completed, i.e. every append made
+   * before the call is on disk. Shares fsyncs between concurrent callers (group commit).
+   */
+  sync(): Promise<void> {
+    if (!this.flushing) return this.startFlush();
+    if (!this.nextFlush) {
+      this.nextFlush = this.flushing.then(
+        () => this.startFlushAfterCurrent(),
+        () => this.startFlushAfterCurrent(),
+      );
+    }
+    return this.nextFlush;
+  }
+
+  private startFlushAfterCurrent(): Promise<void> {
+    this.nextFlush = undefined;
+    return this.startFlush();
+  }
+
+  private startFlush(): Promise<void> {
+    if (this.flushTimer) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+    }
+    const covered = this.unflushedRecords;
+    this.unflushedRecords = 0;
+    const started = performance.now();
+    const flushing = this.log.flush().then(
+      () => {
+        this.logger.debug({ ms: performance.now() - started, records: covered }, "fsync");
+      },
+      (err: unknown) => {
+        this.unflushedRecords += covered;
+        this.logger.error({ err }, "fsync failed");
+        throw err;
+      },
+    );
+    this.flushing = flushing;
+    const clear = () => {
+      if (this.flushing === flushing) this.flushing = undefined;
+    };
+    flushing.then(clear, clear);
+    return flushing;
+  }
+
+  private applyFlushPolicy(): void {
+    if (this.closed || this.unflushedRecords === 0) return;
+    const { flushMessages, flushMs } = this.settings;
+    if (flushMessages > 0 && this.unflushedRecords >= flushMessages) {
+      this.sync().catch(() => {}); // logged in startFlush; the next append or timer retries
+      return;
+    }
+    if (flushMs >= 0 && !this.flushTimer) {
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = undefined;
+        this.sync().catch(() => {});
+      }, flushMs);
+      this.flushTimer.unref();
+    }
+  }
+
+  /**
+   * Resolves true when the high watermark passes `offset`, false after `timeoutMs` or when the
+   * signal aborts. Never polls: the next append wakes it.
+   */
+  waitForData(offset: bigint, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.highWatermark > offset || this.closed) return Promise.resolve(true);
+    if (signal?.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (value: boolean) => {
+        clearTimeout(timer);
+        this.waiters.delete(waiter);
+        signal?.removeEventListener("abort", onAbort);
+        resolve(value);
+      };
+      const waiter: Waiter = () => {
+        if (this.highWatermark > offset || this.closed) done(true);
+      };
+      const onAbort = () => done(false);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.waiters.add(waiter);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  private wakeWaiters(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  /** Applies retention; returns the number of segments deleted. */
+  applyRetention(): Promise<number> {
+    return this.log.applyRetention();
+  }
+
+  /** Stops the flush timer, wakes waiters, fsyncs and closes the log. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.wakeWaiters();
+    await this.flushing?.catch(() => {});
+    await this.log.close();
+  }
+
+  /** Closes and removes the log's files. */
+  async destroy(): Promise<void> {
+    this.closed = true;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.wakeWaiters();
+    await this.flushing?.catch(() => {});
+    await this.log.destroy();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}

@@ -1,0 +1,267 @@
+/**
+ * The topics of this broker and their partitions, on disk under `<data>/topics/` (DESIGN §4):
+ *
+ *   topics/<topic>/topic.json   {"version":1,"partitions":N,"config":{"retention.ms":...}} (overrides only)
+ *   topics/<topic>/<p>/         one partition log per directory (storage/log.ts)
+ *   trash/<topic>-<time>/       a deleted topic, removed in the background and on the next start
+ *
+ * Invariants and crash safety:
+ * - topic.json is written last on create (temp file, fsync, rename, fsync dir): a topic directory
+ *   without topic.json is an interrupted create and is removed on open.
+ * - Delete is one rename of the topic directory into trash/, so a crash leaves the topic either
+ *   whole or gone; trash/ is emptied on open.
+ * - Names are validated (topic-name.ts) before they touch the file system.
+ * - Creates and deletes of one name are serialized, so two concurrent auto-creates make one topic.
+ */
+import { mkdir, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Clock } from "../clock.js";
+import { SETTINGS, type TopicSettings } from "../config.js";
+import type { Logger } from "../logger.js";
+import { openLog } from "../storage/log.js";
+import { InvalidRequestError, TopicExistsError, TopicNotFoundError, PartitionNotFoundError } from "./errors.js";
+import { Partition } from "./partition.js";
+import { validateTopicName } from "./topic-name.js";
+
+export const MAX_PARTITIONS = 10_000;
+
+export interface Topic {
+  readonly name: string;
+  readonly partitions: readonly Partition[];
+  /** Only what CreateTopic set; the rest follows the broker defaults. */
+  readonly overrides: Partial<TopicSettings>;
+  /** The effective settings: defaults with overrides applied. */
+  readonly settings: TopicSettings;
+}
+
+export interface TopicRegistryOptions {
+  dataDir: string;
+  defaults: TopicSettings;
+  clock: Clock;
+  logger: Logger;
+  cleanShutdown: boolean;
+}
+
+const TOPIC_FILE = "topic.json";
+
+/** Setting name in TopicSettings ↔ dotted key, from the one table in config.ts. */
+const TOPIC_KEYS = new Map<keyof TopicSettings, string>(
+  SETTINGS.filter((s) => s.target.startsWith("topic.")).map((s) => [
+    s.target.slice("topic.".length) as keyof TopicSettings,
+    s.key,
+  ]),
+);
+
+export class TopicRegistry {
+  private readonly topics = new Map<string, Topic>();
+  private readonly pending = new Map<string, Promise<unknown>>();
+  private readonly topicsDir: string;
+  private readonly trashDir: string;
+
+  private constructor(private readonly options: TopicRegistryOptions) {
+    this.topicsDir = join(options.dataDir, "topics");
+    this.trashDir = join(options.dataDir, "trash");
+  }
+
+  static async open(options: TopicRegistryOptions): Promise<TopicRegistry> {
+    const registry = new TopicRegistry(options);
+    await registry.load();
+    return registry;
+  }
+
+  private async load(): Promise<void> {
+    const { logger } = this.options;
+    await mkdir(this.topicsDir, { recursive: true });
+    await rm(this.trashDir, { recursive: true, force: true });
+    for (const entry of await readdir(this.topicsDir, { withFileTypes: true })) {
+      if (!entry.isDirectory()) continue;
+      const dir = join(this.topicsDir, entry.name);
+      let meta: { partitions: number; config?: Record<string, unknown> };
+      try {
+        meta = JSON.parse(await readFile(join(dir, TOPIC_FILE), "utf8"));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+        logger.warn({ topic: entry.name, dir }, "removing a topic whose create was interrupted");
+        await rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      const overrides = fromDotted(meta.config ?? {});
+      const topic = await this.openTopic(entry.name, meta.partitions, overrides);
+      this.topics.set(entry.name, topic);
+    }
+    logger.info({ topics: this.topics.size }, "topics loaded");
+  }
+
+  private async openTopic(name: string, partitionCount: number, overrides: Partial<TopicSettings>): Promise<Topic> {
+    const settings = { ...this.options.defaults, ...overrides };
+    const partitions: Partition[] = [];
+    for (let p = 0; p < partitionCount; p++) {
+      const logger = this.options.logger.child({ topic: name, partition: p });
+      const log = await openLog({
+        dir: join(this.topicsDir, name, String(p)),
+        config: {
+          segmentBytes: settings.segmentBytes,
+          segmentMs: settings.segmentMs,
+          retentionMs: settings.retentionMs,
+          retentionBytes: settings.retentionBytes,
+          indexIntervalBytes: settings.indexIntervalBytes,
+        },
+        clock: this.options.clock,
+        logger,
+        cleanShutdown: this.options.cleanShutdown,
+      });
+      const { truncatedBytes, rebuiltIndexes } = log.recovery;
+      if (truncatedBytes > 0 || rebuiltIndexes > 0) logger.warn({ truncatedBytes, rebuiltIndexes }, "log recovered");
+      partitions.push(new Partition(name, p, log, settings, logger));
+    }
+    return { name, partitions, overrides, settings };
+  }
+
+  get(name: string): Topic | undefined {
+    return this.topics.get(name);
+  }
+
+  /** The topic, or TopicNotFoundError. Validates the name first. */
+  require(name: string): Topic {
+    validateTopicName(name);
+    const topic = this.topics.get(name);
+    if (!topic) throw new TopicNotFoundError(name);
+    return topic;
+  }
+
+  /** The partition, or TopicNotFoundError / PartitionNotFoundError. */
+  partition(name: string, partition: number): Partition {
+    const topic = this.require(name);
+    const p = topic.partitions[partition];
+    if (!Number.isInteger(partition) || partition < 0 || !p) {
+      throw new PartitionNotFoundError(name, partition, topic.partitions.length);
+    }
+    return p;
+  }
+
+  list(): Topic[] {
+    return [...this.topics.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** Creates a topic; TopicExistsError if it exists. */
+  create(name: string, partitions: number, overrides: Partial<TopicSettings> = {}): Promise<Topic> {
+    validateTopicName(name);
+    if (!Number.isInteger(partitions) || partitions < 1 || partitions > MAX_PARTITIONS) {
+      throw new InvalidRequestError(`partitions must be between 1 and ${MAX_PARTITIONS}, not ${partitions}`);
+    }
+    return this.serialized(name, async () => {
+      if (this.topics.has(name)) throw new TopicExistsError(name);
+      const dir = join(this.topicsDir, name);
+      await rm(dir, { recursive: true, force: true }); // leftovers of an interrupted create
+      await mkdir(dir, { recursive: true });
+      const topic = await this.openTopic(name, partitions, overrides);
+      await writeFileDurably(
+        dir,
+        TOPIC_FILE,
+        `${JSON.stringify({ version: 1, partitions, config: toDotted(overrides) }, null, 2)}\n`,
+      );
+      this.topics.set(name, topic);
+      this.options.logger.info({ topic: name, partitions }, "topic created");
+      return topic;
+    });
+  }
+
+  /** The topic, creating it with the default partition count if it does not exist. */
+  async getOrCreate(name: string, partitions: number): Promise<Topic> {
+    const existing = this.topics.get(name);
+    if (existing) return existing;
+    validateTopicName(name);
+    await this.pending.get(name)?.catch(() => {});
+    return this.topics.get(name) ?? this.create(name, partitions).catch((err) => {
+      if (err instanceof TopicExistsError) return this.require(name);
+      throw err;
+    });
+  }
+
+  /** Deletes a topic and its data; open Fetch streams on it end. */
+  delete(name: string): Promise<void> {
+    validateTopicName(name);
+    return this.serialized(name, async () => {
+      const topic = this.topics.get(name);
+      if (!topic) throw new TopicNotFoundError(name);
+      this.topics.delete(name);
+      await Promise.all(topic.partitions.map((p) => p.close()));
+      await mkdir(this.trashDir, { recursive: true });
+      const trashed = join(this.trashDir, `${name}-${Date.now()}`);
+      await rename(join(this.topicsDir, name), trashed);
+      this.options.logger.info({ topic: name }, "topic deleted");
+      rm(trashed, { recursive: true, force: true }).catch((err) =>
+        this.options.logger.warn({ err, dir: trashed }, "could not remove a deleted topic's files"),
+      );
+    });
+  }
+
+  /** Runs retention on every partition; returns segments deleted. */
+  async applyRetention(): Promise<number> {
+    let deleted = 0;
+    for (const topic of this.topics.values()) {
+      for (const p of topic.partitions) {
+        if (p.isClosed) continue;
+        try {
+          deleted += await p.applyRetention();
+        } catch (err) {
+          this.options.logger.error({ err, topic: topic.name, partition: p.index }, "retention failed");
+        }
+      }
+    }
+    return deleted;
+  }
+
+  /** Flushes and closes every partition. */
+  async close(): Promise<void> {
+    await Promise.all([...this.pending.values()].map((p) => p.catch(() => {})));
+    const all = [...this.topics.values()].flatMap((t) => t.partitions);
+    await Promise.all(all.map((p) => p.close()));
+  }
+
+  private serialized<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.pending.get(name) ?? Promise.resolve();
+    const next = previous.catch(() => {}).then(work);
+    this.pending.set(name, next);
+    const clear = () => {
+      if (this.pending.get(name) === next) this.pending.delete(name);
+    };
+    next.then(clear, clear);
+    return next;
+  }
+}
+
+function toDotted(overrides: Partial<TopicSettings>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(overrides)) {
+    if (v !== undefined) out[TOPIC_KEYS.get(k as keyof TopicSettings) ?? k] = v;
+  }
+  return out;
+}
+
+function fromDotted(config: Record<string, unknown>): Partial<TopicSettings> {
+  const out: Record<string, unknown> = {};
+  for (const [field, key] of TOPIC_KEYS) {
+    if (config[key] !== undefined) out[field] = config[key];
+  }
+  return out as Partial<TopicSettings>;
+}
+
+/** Writes dir/name via a temp file, fsync and rename, then fsyncs the directory. */
+export async function writeFileDurably(dir: string, name: string, contents: string): Promise<void> {
+  const tmp = join(dir, `${name}.tmp`);
+  await writeFile(tmp, contents);
+  const fh = await open(tmp, "r+");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, join(dir, name));
+  const d = await open(dir, "r");
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}

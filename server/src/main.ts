@@ -1,0 +1,118 @@
+/**
+ * Starting and stopping a broker: `startBroker` for embedding and tests, `runBroker` for the
+ * `rill broker` command (what `npm start` runs), which adds signal handling and exit codes.
+ */
+import { resolve } from "node:path";
+import { BrokerCore } from "./broker/broker.js";
+import { type Clock, systemClock } from "./clock.js";
+import { type BrokerConfig, loadConfig } from "./config.js";
+import { createLogger, type Logger, silentLogger } from "./logger.js";
+import { type RpcServer, startRpcServer } from "./rpc/server.js";
+
+export interface Broker {
+  /** host:port the broker serves on. */
+  readonly address: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly config: BrokerConfig;
+  readonly core: BrokerCore;
+  readonly server: RpcServer;
+  /** Graceful: drain calls, fsync and close logs, write the clean-shutdown marker. Idempotent. */
+  shutdown(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+  clock?: Clock;
+}
+
+export type ConfigOverrides = Parameters<typeof loadConfig>[2];
+
+/** Starts a broker from typed overrides on top of the defaults (no flags, no env). */
+export function startBroker(overrides: ConfigOverrides = {}, options: StartOptions = {}): Promise<Broker> {
+  return startBrokerWithConfig(loadConfig({}, {}, overrides), options);
+}
+
+export async function startBrokerWithConfig(config: BrokerConfig, options: StartOptions = {}): Promise<Broker> {
+  const logger = options.logger ?? silentLogger();
+  const started = performance.now();
+  const core = await BrokerCore.open(config, logger, options.clock ?? systemClock);
+  let server: RpcServer;
+  try {
+    server = await startRpcServer(core, logger);
+  } catch (err) {
+    await core.close();
+    throw err;
+  }
+  logger.info(
+    { address: server.address, dataDir: resolve(config.dataDir), ms: Math.round(performance.now() - started) },
+    "broker serving",
+  );
+  let stopping: Promise<void> | undefined;
+  return {
+    address: server.address,
+    port: server.port,
+    dataDir: resolve(config.dataDir),
+    config,
+    core,
+    server,
+    shutdown() {
+      stopping ??= (async () => {
+        logger.info("shutting down: draining calls");
+        await server.shutdown(config.shutdownTimeoutMs);
+        await core.close();
+        logger.info("stopped cleanly");
+      })();
+      return stopping;
+    },
+  };
+}
+
+/**
+ * Runs a broker until SIGINT/SIGTERM, then shuts down gracefully and exits 0 (1 if the shutdown
+ * failed, after a bounded time even if it hangs). A second signal exits at once.
+ */
+export async function runBroker(config: BrokerConfig): Promise<void> {
+  const logger = createLogger({ level: config.logLevel, pretty: config.logPretty });
+  let broker: Broker;
+  try {
+    broker = await startBrokerWithConfig(config, { logger });
+  } catch (err) {
+    logger.fatal({ err }, "could not start the broker");
+    await flushLogger(logger);
+    process.exit(1);
+  }
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      logger.warn({ signal }, "second signal: exiting without a clean shutdown");
+      process.exit(130);
+    }
+    logger.info({ signal }, "signal received");
+    const hardStop = setTimeout(() => {
+      logger.error("shutdown did not finish in time; exiting");
+      process.exit(1);
+    }, config.shutdownTimeoutMs + 10_000);
+    hardStop.unref();
+    broker.shutdown().then(
+      async () => {
+        await flushLogger(logger);
+        process.exit(0);
+      },
+      async (err) => {
+        logger.error({ err }, "shutdown failed");
+        await flushLogger(logger);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+}
+
+function flushLogger(logger: Logger): Promise<void> {
+  return new Promise((resolve) => logger.flush(() => resolve()));
+}
+
+

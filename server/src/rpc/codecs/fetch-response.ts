@@ -1,0 +1,22 @@
+/**
+ * Building rill.v1.FetchResponse messages from raw segment bytes (DESIGN §3.2). A run of whole
+ * frames read from a segment is already the encoding of field 1 (`batches`); the broker appends
+ * high_watermark (field 2) and log_start_offset (field 3) and sends the bytes as they are. The
+ * Fetch method is registered with an identity serializer for these buffers.
+ */
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
+
+/** Encodes fields 2 and 3 of FetchResponse. */
+export function encodeFetchTrailer(highWatermark: bigint, logStartOffset: bigint): Uint8Array {
+  const w = new BinaryWriter();
+  if (highWatermark !== 0n) w.uint32(16).int64(highWatermark);
+  if (logStartOffset !== 0n) w.uint32(24).int64(logStartOffset);
+  return w.finish();
+}
+
+/** One FetchResponse: the frames as read from disk, then the trailer. */
+export function buildFetchResponse(frames: Buffer, highWatermark: bigint, logStartOffset: bigint): Buffer {
+  const trailer = encodeFetchTrailer(highWatermark, logStartOffset);
+  if (frames.length === 0) return Buffer.from(trailer.buffer, trailer.byteOffset, trailer.byteLength);
+  return Buffer.concat([frames, trailer]);
+}

@@ -1,0 +1,106 @@
+/**
+ * Counting and checking the records of an encoded rill.v1.RecordBatch without decoding them
+ * (DESIGN §3.3). This is the broker's per-record hot path, so it is a tight, allocation-free walk
+ * over tags and lengths rather than a generic reader.
+ *
+ * RecordBatch wire layout: a sequence of fields; field 1 (LEN) is one Record each. A Record is a
+ * sequence of fields: key (1, LEN), value (2, LEN), headers (3, LEN, repeated), timestamp_ms
+ * (4, VARINT). The walk checks that every tag is well formed, every wire type is one protobuf
+ * allows, every length stays inside its parent, and the known fields have their declared wire
+ * type. It never looks inside keys, values or headers. Unknown fields are skipped (forward
+ * compatibility), as a generated decoder would.
+ */
+
+export class MalformedBatchError extends Error {
+  override name = "MalformedBatchError";
+}
+
+const VARINT = 0;
+const I64 = 1;
+const LEN = 2;
+const I32 = 5;
+
+// The walker's cursor: module-level so reading a varint allocates nothing.
+let cursor = 0;
+
+/** Reads a varint of up to 10 bytes at `cursor`, returns it (exact below 2^53) and advances. */
+function readVarint(buf: Uint8Array, end: number): number {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < 10; i++) {
+    if (cursor >= end) throw new MalformedBatchError(`truncated varint at byte ${cursor}`);
+    const b = buf[cursor++]!;
+    value += (b & 0x7f) * scale;
+    if (b < 0x80) return value;
+    scale *= 128;
+  }
+  throw new MalformedBatchError(`varint longer than 10 bytes ending at byte ${cursor}`);
+}
+
+/** Skips the payload of a field of `wireType` at `cursor`, staying inside `end`. */
+function skipField(buf: Uint8Array, wireType: number, end: number): void {
+  switch (wireType) {
+    case VARINT:
+      readVarint(buf, end);
+      return;
+    case I64:
+      cursor += 8;
+      break;
+    case I32:
+      cursor += 4;
+      break;
+    case LEN: {
+      const len = readVarint(buf, end);
+      cursor += len;
+      break;
+    }
+    default:
+      throw new MalformedBatchError(`unsupported wire type ${wireType} at byte ${cursor}`);
+  }
+  if (cursor > end) throw new MalformedBatchError(`field runs past the end of its message (byte ${cursor} > ${end})`);
+}
+
+function checkRecord(buf: Uint8Array, end: number): void {
+  while (cursor < end) {
+    const tag = readVarint(buf, end);
+    const field = Math.floor(tag / 8);
+    const wireType = tag & 7;
+    if (field === 0) throw new MalformedBatchError(`field number 0 in a record at byte ${cursor}`);
+    if (field <= 3 && wireType !== LEN) {
+      throw new MalformedBatchError(`record field ${field} has wire type ${wireType}, expected length-delimited`);
+    }
+    if (field === 4 && wireType !== VARINT) {
+      throw new MalformedBatchError(`record field timestamp_ms has wire type ${wireType}, expected varint`);
+    }
+    skipField(buf, wireType, end);
+  }
+}
+
+/**
+ * Returns how many records the encoded RecordBatch holds, checking the framing of each record.
+ * Throws MalformedBatchError describing the first problem.
+ */
+export function countRecords(buf: Uint8Array): number {
+  const end = buf.length;
+  let count = 0;
+  cursor = 0;
+  while (cursor < end) {
+    const tag = readVarint(buf, end);
+    const field = Math.floor(tag / 8);
+    const wireType = tag & 7;
+    if (field === 0) throw new MalformedBatchError(`field number 0 at byte ${cursor}`);
+    if (field === 1) {
+      if (wireType !== LEN) throw new MalformedBatchError(`records field has wire type ${wireType}, expected length-delimited`);
+      const len = readVarint(buf, end);
+      const recordEnd = cursor + len;
+      if (recordEnd > end) {
+        throw new MalformedBatchError(`record ${count} claims ${len} bytes but only ${end - cursor} remain`);
+      }
+      checkRecord(buf, recordEnd);
+      count++;
+    } else {
+      skipField(buf, wireType, end);
+    }
+  }
+  return count;
+}

@@ -1,0 +1,270 @@
+/**
+ * LogService: Produce, Fetch, ListOffsets. Thin: it validates, calls the broker layer and maps
+ * errors through status.ts. Produce requests arrive as lazy views (codecs/produce-request.ts) and
+ * Fetch responses leave as raw segment bytes (codecs/fetch-response.ts): no record is decoded or
+ * re-encoded on this path.
+ */
+import { once } from "node:events";
+import {
+  Metadata,
+  type sendUnaryData,
+  type ServerReadableStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import {
+  Durability,
+  type FetchRequest,
+  type ListOffsetsRequest,
+  ListOffsetsResponse,
+  LogServiceService,
+  OffsetPosition,
+  ProduceResponse,
+  type ProduceResult,
+} from "../../../clients/ts/src/gen/rill/v1/log.js";
+import { InvalidRequestError, LimitExceededError, ShuttingDownError, TopicNotFoundError } from "../broker/errors.js";
+import type { Partition } from "../broker/partition.js";
+import { validateTopicName } from "../broker/topic-name.js";
+import { OffsetOutOfRangeError } from "../storage/errors.js";
+import { type AppendInput, CompressionCode } from "../storage/log-api.js";
+import { buildFetchResponse } from "./codecs/fetch-response.js";
+import { decodeProduceRequestView, type ProduceRequestView } from "./codecs/produce-request.js";
+import { countRecords } from "./codecs/record-batch.js";
+import { type OpenStream, type RpcContext, track } from "./context.js";
+import { toServiceError } from "./status.js";
+
+/** The trailer that tells a producer how many batches of a failed stream were appended. */
+export const APPENDED_BATCHES_TRAILER = "rill-appended-batches";
+
+/** LogService with the broker's own codecs on the hot path; everything else is generated. */
+export const logServiceDefinition: ServiceDefinition = {
+  ...LogServiceService,
+  produce: { ...LogServiceService.produce, requestDeserialize: decodeProduceRequestView },
+  fetch: { ...LogServiceService.fetch, responseSerialize: (frames: Buffer) => frames },
+} as unknown as ServiceDefinition;
+
+export function logServiceImplementation(ctx: RpcContext): UntypedServiceImplementation {
+  return {
+    produce: (call: ServerReadableStream<ProduceRequestView, ProduceResponse>, cb: sendUnaryData<ProduceResponse>) =>
+      void track(ctx, produce(ctx, call, cb)),
+    fetch: (call: ServerWritableStream<FetchRequest, Buffer>) => void track(ctx, fetch(ctx, call)),
+    listOffsets: (call: ServerUnaryCall<ListOffsetsRequest, ListOffsetsResponse>, cb: sendUnaryData<ListOffsetsResponse>) =>
+      void track(ctx, listOffsets(ctx, call.request)).then(
+        (r) => cb(null, r),
+        (err) => cb(toServiceError(err, ctx.logger)),
+      ),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Produce
+
+/** Checks a batch against everything that does not need the topic; returns what to append. */
+function validateBatch(ctx: RpcContext, req: ProduceRequestView): AppendInput {
+  if (req.malformed) throw new InvalidRequestError(req.malformed);
+  validateTopicName(req.topic);
+  if (req.partition < 0) throw new InvalidRequestError(`partition must be >= 0, not ${req.partition}`);
+  if (req.durability < 0 || req.durability > Durability.DURABILITY_FSYNCED) {
+    throw new InvalidRequestError(`unknown durability ${req.durability}; use WRITTEN or FSYNCED`);
+  }
+  const compression = req.compression === CompressionCode.Unspecified ? CompressionCode.None : req.compression;
+  if (compression < CompressionCode.None || compression > CompressionCode.Lz4) {
+    throw new InvalidRequestError(`unknown compression ${req.compression}; use NONE, GZIP, ZSTD or LZ4`);
+  }
+  const { maxRecordsPerBatch } = ctx.core.config;
+  if (compression === CompressionCode.None) {
+    if (req.compressedRecords?.length) {
+      throw new InvalidRequestError("compressed_records is set but compression is NONE; set compression or send records");
+    }
+    const records = req.records;
+    if (!records || records.length === 0) throw new InvalidRequestError("the batch is empty; send at least one record");
+    const recordCount = countRecords(records);
+    if (recordCount === 0) throw new InvalidRequestError("the batch is empty; send at least one record");
+    if (recordCount > maxRecordsPerBatch) {
+      throw new LimitExceededError(`the batch holds ${recordCount} records; the limit is ${maxRecordsPerBatch}, split it`);
+    }
+    return { records, recordCount, compression };
+  }
+  const records = req.compressedRecords;
+  if (!records || records.length === 0) {
+    throw new InvalidRequestError("compression is set but compressed_records is empty; send the compressed RecordBatch");
+  }
+  if (req.records?.length) throw new InvalidRequestError("send either records or compressed_records, not both");
+  if (req.recordCount < 1) {
+    throw new InvalidRequestError("record_count must be >= 1 for a compressed batch (the broker does not decompress)");
+  }
+  if (req.recordCount > maxRecordsPerBatch) {
+    throw new LimitExceededError(`the batch holds ${req.recordCount} records; the limit is ${maxRecordsPerBatch}, split it`);
+  }
+  return { records, recordCount: req.recordCount, compression };
+}
+
+async function partitionForProduce(ctx: RpcContext, req: ProduceRequestView): Promise<Partition> {
+  const { topics, config } = ctx.core;
+  if (!topics.get(req.topic)) {
+    if (!config.autoCreateTopics) throw new TopicNotFoundError(req.topic);
+    await topics.getOrCreate(req.topic, config.defaultPartitions);
+  }
+  return topics.partition(req.topic, req.partition);
+}
+
+async function produce(
+  ctx: RpcContext,
+  call: ServerReadableStream<ProduceRequestView, ProduceResponse>,
+  cb: sendUnaryData<ProduceResponse>,
+): Promise<void> {
+  const results: ProduceResult[] = [];
+  const syncs: Promise<void>[] = [];
+  const onCancel = () => call.destroy();
+  call.once("cancelled", onCancel);
+  try {
+    for await (const req of call as AsyncIterable<ProduceRequestView>) {
+      if (ctx.draining) throw new ShuttingDownError();
+      const input = validateBatch(ctx, req);
+      const partition = await partitionForProduce(ctx, req);
+      const size = input.records.length;
+      if (size > partition.maxBatchBytes) {
+        throw new LimitExceededError(
+          `the batch is ${size} bytes; topic "${req.topic}" accepts at most ${partition.maxBatchBytes} (max.batch.bytes): send smaller batches`,
+        );
+      }
+      const [appended] = partition.append([input]);
+      results.push({
+        topic: req.topic,
+        partition: req.partition,
+        baseOffset: appended!.baseOffset,
+        recordCount: appended!.recordCount,
+        appendTimeMs: BigInt(appended!.appendTimeMs),
+      });
+      const durability =
+        req.durability === Durability.DURABILITY_UNSPECIFIED
+          ? partition.defaultDurability === "fsynced"
+            ? Durability.DURABILITY_FSYNCED
+            : Durability.DURABILITY_WRITTEN
+          : req.durability;
+      if (durability === Durability.DURABILITY_FSYNCED) syncs.push(partition.sync());
+    }
+    await Promise.all(syncs);
+    cb(null, { results });
+  } catch (err) {
+    await Promise.allSettled(syncs);
+    const trailer = new Metadata();
+    trailer.set(APPENDED_BATCHES_TRAILER, String(results.length));
+    cb(toServiceError(err, ctx.logger, trailer));
+  } finally {
+    call.off("cancelled", onCancel);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fetch
+
+async function resolveStart(partition: Partition, req: FetchRequest): Promise<bigint> {
+  const start = req.start;
+  switch (start?.$case) {
+    case "offset":
+      return start.value;
+    case "position":
+      if (start.value === OffsetPosition.OFFSET_POSITION_EARLIEST) return partition.logStartOffset;
+      if (start.value === OffsetPosition.OFFSET_POSITION_LATEST) return partition.highWatermark;
+      throw new InvalidRequestError(`unknown position ${start.value}; use EARLIEST or LATEST`);
+    case "timestampMs":
+      return (await partition.log.offsetForTimestamp(toTimestamp(start.value))) ?? partition.highWatermark;
+    default:
+      throw new InvalidRequestError("set where to start: offset, position (EARLIEST/LATEST) or timestamp_ms");
+  }
+}
+
+function toTimestamp(ms: bigint): number {
+  if (ms < 0n) throw new InvalidRequestError(`timestamp_ms must be >= 0, not ${ms}`);
+  return ms > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(ms);
+}
+
+async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, Buffer>): Promise<void> {
+  const { config, topics } = ctx.core;
+  const abort = new AbortController();
+  let ended = false;
+  const end = (err?: unknown) => {
+    if (ended) return;
+    ended = true;
+    abort.abort();
+    ctx.streams.delete(stream);
+    if (err === undefined) call.end();
+    else call.emit("error", toServiceError(err, ctx.logger));
+  };
+  const stream: OpenStream = { drain: () => end(new ShuttingDownError()) };
+  call.once("cancelled", () => end());
+  call.once("error", () => end());
+  try {
+    if (ctx.draining) throw new ShuttingDownError();
+    const req = call.request;
+    validateTopicName(req.topic);
+    const partition = topics.partition(req.topic, req.partition);
+    const maxBytes = Math.min(req.maxBytes === 0 ? config.fetchDefaultMaxBytes : req.maxBytes, config.fetchMaxBytes);
+    let next = await resolveStart(partition, req);
+    const stopAt = req.follow ? undefined : partition.highWatermark;
+    if (next < partition.logStartOffset || next > partition.highWatermark) {
+      throw new OffsetOutOfRangeError(next, partition.logStartOffset, partition.highWatermark);
+    }
+    ctx.streams.add(stream);
+    while (!ended) {
+      if (partition.isClosed) {
+        throw ctx.draining ? new ShuttingDownError() : new TopicNotFoundError(req.topic);
+      }
+      if (stopAt !== undefined && next >= stopAt) break;
+      if (next >= partition.highWatermark) {
+        const woke = await partition.waitForData(next, config.fetchHeartbeatMs, abort.signal);
+        if (!woke && !ended) await write(call, buildFetchResponse(Buffer.alloc(0), partition.highWatermark, partition.logStartOffset), abort.signal);
+        continue;
+      }
+      const read = await partition.log.read(next, maxBytes, stopAt);
+      if (ended) break;
+      if (read.batchCount === 0) {
+        // Nothing readable below the high watermark yet (should not happen); wait instead of spinning.
+        await partition.waitForData(read.nextOffset, config.fetchHeartbeatMs, abort.signal);
+        continue;
+      }
+      next = read.nextOffset;
+      await write(call, buildFetchResponse(read.data, partition.highWatermark, partition.logStartOffset), abort.signal);
+    }
+    end();
+  } catch (err) {
+    if (ended) return;
+    end(err);
+  }
+}
+
+/** Writes one response, waiting for `drain` when gRPC's buffer is full (bounded memory per stream). */
+async function write(call: ServerWritableStream<FetchRequest, Buffer>, message: Buffer, signal: AbortSignal): Promise<void> {
+  if (call.write(message)) return;
+  try {
+    await once(call, "drain", { signal });
+  } catch {
+    // aborted: the stream is ending
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ListOffsets
+
+async function listOffsets(ctx: RpcContext, req: ListOffsetsRequest): Promise<ListOffsetsResponse> {
+  const topic = ctx.core.topics.require(req.topic);
+  const wanted = req.partitions.length > 0 ? [...new Set(req.partitions)].sort((a, b) => a - b) : topic.partitions.map((p) => p.index);
+  const timestamp = req.timestampMs === undefined ? undefined : toTimestamp(req.timestampMs);
+  const partitions = [];
+  for (const index of wanted) {
+    const p = ctx.core.topics.partition(req.topic, index);
+    const entry: ListOffsetsResponse["partitions"][number] = {
+      partition: index,
+      earliest: p.logStartOffset,
+      latest: p.highWatermark,
+      timestampOffset: undefined,
+    };
+    if (timestamp !== undefined) entry.timestampOffset = (await p.log.offsetForTimestamp(timestamp)) ?? p.highWatermark;
+    partitions.push(entry);
+  }
+  return { partitions };
+}
+

@@ -1,0 +1,87 @@
+/**
+ * The gRPC server: binds, registers every service, and drains gracefully.
+ *
+ * Shutdown order (each step bounded by shutdown.timeout.ms in total):
+ * 1. health → NOT_SERVING, and new Produce/Fetch calls are refused with UNAVAILABLE;
+ * 2. stop accepting connections and calls (tryShutdown) and end following Fetch streams with
+ *    UNAVAILABLE (they never finish on their own);
+ * 3. wait for the calls in progress (produces finishing their appends and fsyncs), up to the
+ *    deadline, then cancel whatever is left, such as health Watch streams (forceShutdown).
+ * The caller then fsyncs and closes the logs and writes the clean-shutdown marker.
+ */
+import { Server, ServerCredentials, type ServiceDefinition } from "@grpc/grpc-js";
+import { AdminServiceService } from "../../../clients/ts/src/gen/rill/v1/admin.js";
+import { ClusterServiceService } from "../../../clients/ts/src/gen/rill/v1/cluster.js";
+import type { BrokerCore } from "../broker/broker.js";
+import { parseListen } from "../config.js";
+import type { Logger } from "../logger.js";
+import { adminServiceImplementation } from "./admin-service.js";
+import { clusterServiceImplementation } from "./cluster-service.js";
+import type { RpcContext } from "./context.js";
+import { Health } from "./health.js";
+import { logServiceDefinition, logServiceImplementation } from "./log-service.js";
+import { addReflection } from "./reflection.js";
+
+export interface RpcServer {
+  /** "host:port" actually bound (the real port when 0 was asked for). */
+  readonly address: string;
+  readonly port: number;
+  readonly health: Health;
+  readonly context: RpcContext;
+  /** Drains and stops the server; resolves when every call has ended. */
+  shutdown(timeoutMs: number): Promise<void>;
+}
+
+export async function startRpcServer(core: BrokerCore, logger: Logger): Promise<RpcServer> {
+  const { config } = core;
+  const { host, port: wantedPort } = parseListen(config.listen);
+  const server = new Server({
+    "grpc.max_receive_message_length": config.maxReceiveMessageBytes,
+    // A response holds at most fetch.max.bytes of batches, or one batch that is larger.
+    "grpc.max_send_message_length": config.fetchMaxBytes + config.topicDefaults.maxBatchBytes + 64 * 1024,
+    "grpc.keepalive_time_ms": 60_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+  });
+  const context: RpcContext = { core, logger: logger.child({ component: "rpc" }), draining: false, streams: new Set(), inflight: new Set() };
+  const health = new Health();
+  const hostPort = host.includes(":") ? `[${host}]:${wantedPort}` : `${host}:${wantedPort}`;
+  let boundPort = wantedPort;
+
+  server.addService(logServiceDefinition, logServiceImplementation(context));
+  server.addService(AdminServiceService as unknown as ServiceDefinition, adminServiceImplementation(context));
+  server.addService(
+    ClusterServiceService as unknown as ServiceDefinition,
+    clusterServiceImplementation(context, () => ({ host, port: boundPort })),
+  );
+  health.addToServer(server);
+  addReflection(server);
+
+  boundPort = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(hostPort, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+  });
+  health.setAll("SERVING");
+  const address = host.includes(":") ? `[${host}]:${boundPort}` : `${host}:${boundPort}`;
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (timeoutMs: number): Promise<void> => {
+    stopping ??= (async () => {
+      context.draining = true;
+      health.setAll("NOT_SERVING");
+      // No new connections or calls; calls in progress go on.
+      server.tryShutdown(() => {});
+      for (const s of [...context.streams]) s.drain();
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), timeoutMs);
+      });
+      const settled = await Promise.race([Promise.allSettled([...context.inflight]), deadline]);
+      clearTimeout(timer);
+      if (settled === "timeout") logger.warn({ timeoutMs }, "calls still open at the shutdown deadline; cancelling them");
+      // Cancels what is left: calls past the deadline and streams we do not own (health Watch).
+      server.forceShutdown();
+    })();
+    return stopping;
+  };
+
+  return { address, port: boundPort, health, context, shutdown };
+}

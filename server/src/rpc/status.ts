@@ -1,0 +1,70 @@
+/**
+ * The one place that knows gRPC status codes (DESIGN §2, STYLE habit 6). Storage and broker throw
+ * named errors; `toServiceError` maps them to a status with a message that tells the user what to
+ * do, and wraps anything unknown as INTERNAL, keeping the cause for the log only.
+ */
+import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import {
+  BrokerError,
+  InvalidRequestError,
+  LimitExceededError,
+  PartitionNotFoundError,
+  ShuttingDownError,
+  TopicExistsError,
+  TopicNotFoundError,
+} from "../broker/errors.js";
+import type { Logger } from "../logger.js";
+import {
+  BatchTooLargeError,
+  CorruptBatchError,
+  LogClosedError,
+  OffsetOutOfRangeError,
+} from "../storage/errors.js";
+import { MalformedBatchError } from "./codecs/record-batch.js";
+
+export interface RpcStatus {
+  code: status;
+  message: string;
+}
+
+export function statusOf(err: unknown): RpcStatus {
+  if (err instanceof TopicNotFoundError || err instanceof PartitionNotFoundError) {
+    return { code: status.NOT_FOUND, message: err.message };
+  }
+  if (err instanceof TopicExistsError) return { code: status.ALREADY_EXISTS, message: err.message };
+  if (err instanceof InvalidRequestError || err instanceof MalformedBatchError) {
+    return { code: status.INVALID_ARGUMENT, message: err.message };
+  }
+  if (err instanceof LimitExceededError || err instanceof BatchTooLargeError) {
+    return { code: status.RESOURCE_EXHAUSTED, message: err.message };
+  }
+  if (err instanceof OffsetOutOfRangeError) {
+    return {
+      code: status.OUT_OF_RANGE,
+      message: `${err.message}; read from an offset in that range, or use EARLIEST / LATEST`,
+    };
+  }
+  if (err instanceof CorruptBatchError) {
+    return { code: status.DATA_LOSS, message: `${err.message}; the batch cannot be served` };
+  }
+  if (err instanceof ShuttingDownError || err instanceof LogClosedError) {
+    return { code: status.UNAVAILABLE, message: "the broker is shutting down or the partition is closing; retry" };
+  }
+  if (err instanceof BrokerError) return { code: status.INTERNAL, message: err.message };
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === "ENOSPC" || code === "EDQUOT") {
+    return { code: status.RESOURCE_EXHAUSTED, message: "the broker's disk is full; nothing was appended, retry later" };
+  }
+  if (code === "EIO" || code === "EROFS") {
+    return { code: status.UNAVAILABLE, message: `the broker hit a storage error (${code}); nothing was appended, retry later` };
+  }
+  return { code: status.INTERNAL, message: "internal broker error; see the broker log" };
+}
+
+/** A ServiceError for a callback or `call.emit("error")`, logging unexpected errors. */
+export function toServiceError(err: unknown, logger: Logger, metadata?: Metadata): Partial<ServiceError> {
+  const s = statusOf(err);
+  if (s.code === status.INTERNAL || s.code === status.DATA_LOSS) logger.error({ err }, s.message);
+  else logger.debug({ err: (err as Error)?.message, code: status[s.code] }, "request failed");
+  return { code: s.code, details: s.message, message: s.message, metadata: metadata ?? new Metadata() };
+}

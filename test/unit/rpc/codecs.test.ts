@@ -1,0 +1,92 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { ProduceRequest, Durability } from "../../../clients/ts/src/gen/rill/v1/log.js";
+import { Compression, RecordBatch, type Record as RillRecord } from "../../../clients/ts/src/gen/rill/v1/record.js";
+import { decodeProduceRequestView } from "../../../server/src/rpc/codecs/produce-request.js";
+import { countRecords, MalformedBatchError } from "../../../server/src/rpc/codecs/record-batch.js";
+import { buildFetchResponse } from "../../../server/src/rpc/codecs/fetch-response.js";
+import { FetchResponse } from "../../../clients/ts/src/gen/rill/v1/log.js";
+
+const recordArb: fc.Arbitrary<RillRecord> = fc.record({
+  key: fc.uint8Array({ maxLength: 16 }).map((b) => Buffer.from(b)),
+  value: fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b)),
+  headers: fc.array(fc.record({ key: fc.string({ maxLength: 8 }), value: fc.uint8Array({ maxLength: 8 }).map((b) => Buffer.from(b)) }), {
+    maxLength: 3,
+  }),
+  timestampMs: fc.option(fc.bigInt({ min: 0n, max: 2n ** 62n }), { nil: undefined }),
+});
+
+describe("rpc > codecs > produce request view", () => {
+  it("holds exactly the RecordBatch bytes the typed client encoded", () => {
+    // Ensures the lazy view reads topic/partition/durability and keeps field 3 as the very bytes
+    // RecordBatch.encode produced, for any batch.
+    fc.assert(
+      fc.property(fc.array(recordArb, { minLength: 1, maxLength: 20 }), fc.string({ maxLength: 20 }), fc.nat(1000), (records, topic, partition) => {
+        const batchBytes = RecordBatch.encode({ records }).finish();
+        const request = ProduceRequest.encode({
+          topic,
+          partition,
+          records: { records },
+          compression: Compression.COMPRESSION_NONE,
+          compressedRecords: Buffer.alloc(0),
+          recordCount: 0,
+          durability: Durability.DURABILITY_FSYNCED,
+        }).finish();
+        const view = decodeProduceRequestView(Buffer.from(request));
+        expect(view.malformed).toBeUndefined();
+        expect(view.topic).toBe(topic);
+        expect(view.partition).toBe(partition);
+        expect(view.durability).toBe(Durability.DURABILITY_FSYNCED);
+        expect(Buffer.from(view.records!).equals(Buffer.from(batchBytes))).toBe(true);
+        expect(countRecords(view.records!)).toBe(records.length);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("reports malformed requests instead of throwing", () => {
+    // Ensures random bytes never make the deserializer throw (grpc-js would answer INTERNAL).
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+        const view = decodeProduceRequestView(Buffer.from(bytes));
+        expect(typeof view.topic).toBe("string");
+      }),
+      { numRuns: 500 },
+    );
+    expect(decodeProduceRequestView(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])).malformed).toMatch(/malformed/);
+  });
+});
+
+describe("rpc > codecs > record counting", () => {
+  it("rejects a batch whose record length lies", () => {
+    // Ensures a record claiming more bytes than remain is refused, not counted.
+    const good = Buffer.from(RecordBatch.encode({ records: [{ key: Buffer.alloc(0), value: Buffer.from("abc"), headers: [], timestampMs: undefined }] }).finish());
+    const lying = Buffer.from(good);
+    lying[1] = 100; // record length
+    expect(() => countRecords(lying)).toThrow(MalformedBatchError);
+    expect(() => countRecords(good.subarray(0, good.length - 1))).toThrow(MalformedBatchError);
+  });
+
+  it("rejects records with wrong wire types and field number 0", () => {
+    // Ensures structural checks inside a record: value (field 2) must be length-delimited.
+    expect(() => countRecords(Buffer.from([0x0a, 0x02, 0x10, 0x01]))).toThrow(/wire type/);
+    expect(() => countRecords(Buffer.from([0x0a, 0x02, 0x00, 0x01]))).toThrow(/field number 0/);
+    expect(() => countRecords(Buffer.from([0x0a, 0x02, 0x20, 0x80]))).toThrow(/truncated/);
+  });
+
+  it("counts empty records", () => {
+    // Ensures a record with no fields (all defaults) still counts as one record.
+    expect(countRecords(Buffer.from([0x0a, 0x00, 0x0a, 0x00, 0x0a, 0x00]))).toBe(3);
+  });
+});
+
+describe("rpc > codecs > fetch response", () => {
+  it("appends the high watermark and log start after raw frames", () => {
+    // Ensures an empty (heartbeat) response and offsets past 2^53 decode with the generated decoder.
+    const hw = 2n ** 60n + 7n;
+    const decoded = FetchResponse.decode(buildFetchResponse(Buffer.alloc(0), hw, 5n));
+    expect(decoded.batches).toEqual([]);
+    expect(decoded.highWatermark).toBe(hw);
+    expect(decoded.logStartOffset).toBe(5n);
+  });
+});
