@@ -201,6 +201,9 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
     if (ctx.draining) throw new ShuttingDownError();
     const req = call.request;
     validateTopicName(req.topic);
+    if (req.start === undefined) {
+      throw new InvalidRequestError("set where to start: offset, position (EARLIEST/LATEST) or timestamp_ms");
+    }
     const partition = topics.partition(req.topic, req.partition);
     const maxBytes = Math.min(req.maxBytes === 0 ? config.fetchDefaultMaxBytes : req.maxBytes, config.fetchMaxBytes);
     let next = await resolveStart(partition, req);

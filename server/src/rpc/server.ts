@@ -6,7 +6,8 @@
  * 2. stop accepting connections and calls (tryShutdown) and end following Fetch streams with
  *    UNAVAILABLE (they never finish on their own);
  * 3. wait for the calls in progress (produces finishing their appends and fsyncs), up to the
- *    deadline, then cancel whatever is left, such as health Watch streams (forceShutdown).
+ *    deadline; give sessions a short grace to deliver final statuses, then cancel whatever is
+ *    left, such as health Watch streams (forceShutdown).
  * The caller then fsyncs and closes the logs and writes the clean-shutdown marker.
  */
 import { Server, ServerCredentials, type ServiceDefinition } from "@grpc/grpc-js";
@@ -21,6 +22,9 @@ import type { RpcContext } from "./context.js";
 import { Health } from "./health.js";
 import { logServiceDefinition, logServiceImplementation } from "./log-service.js";
 import { addReflection } from "./reflection.js";
+
+/** After in-flight calls ended, how long sessions get to flush final statuses before they are cut. */
+const STATUS_GRACE_MS = 1000;
 
 export interface RpcServer {
   /** "host:port" actually bound (the real port when 0 was asked for). */
@@ -65,20 +69,21 @@ export async function startRpcServer(core: BrokerCore, logger: Logger): Promise<
   let stopping: Promise<void> | undefined;
   const shutdown = (timeoutMs: number): Promise<void> => {
     stopping ??= (async () => {
+      const deadline = Date.now() + timeoutMs;
       context.draining = true;
       health.setAll("NOT_SERVING");
-      // No new connections or calls; calls in progress go on.
-      server.tryShutdown(() => {});
+      // No new connections or calls; calls in progress go on. Resolves once every session closed.
+      const closed = new Promise<"closed">((resolve) => server.tryShutdown(() => resolve("closed")));
       for (const s of [...context.streams]) s.drain();
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<"timeout">((resolve) => {
-        timer = setTimeout(() => resolve("timeout"), timeoutMs);
-      });
-      const settled = await Promise.race([Promise.allSettled([...context.inflight]), deadline]);
-      clearTimeout(timer);
+      const until = (ms: number) =>
+        new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), Math.max(0, ms)).unref());
+      const settled = await Promise.race([Promise.allSettled([...context.inflight]), until(deadline - Date.now())]);
+      // Statuses of ended calls still have to reach their clients; streams we do not own (health
+      // Watch) never end by themselves, so wait for the sessions to close only for a short grace.
+      const outcome =
+        settled === "timeout" ? "timeout" : await Promise.race([closed, until(Math.min(STATUS_GRACE_MS, deadline - Date.now()))]);
       if (settled === "timeout") logger.warn({ timeoutMs }, "calls still open at the shutdown deadline; cancelling them");
-      // Cancels what is left: calls past the deadline and streams we do not own (health Watch).
-      server.forceShutdown();
+      if (outcome !== "closed") server.forceShutdown();
     })();
     return stopping;
   };
