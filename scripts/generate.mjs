@@ -3,7 +3,7 @@
 // server/src/gen/descriptors.ts, the exact FileDescriptorSet (ours + grpc.health.v1 + grpc.reflection.v1)
 // the broker feeds to server reflection. Both outputs are git-ignored; `npm ci` runs this via `prepare`.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";

@@ -61,28 +61,192 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 const INT_MAX = Number.MAX_SAFE_INTEGER;
 
 export const SETTINGS: readonly SettingSpec[] = [
-  { key: "listen", kind: "string", default: "127.0.0.1:50051", target: "listen", doc: "host:port to serve gRPC on (port 0 = any free port)" },
-  { key: "data.dir", kind: "string", default: "./data", target: "dataDir", doc: "directory holding topics, segments and broker metadata" },
-  { key: "auto.create.topics", kind: "bool", default: "true", target: "autoCreateTopics", doc: "create a topic on its first Produce" },
-  { key: "default.partitions", kind: "int", default: "1", min: 1, max: 10_000, target: "defaultPartitions", doc: "partitions of auto-created topics and of CreateTopic with partitions 0" },
-  { key: "log.level", kind: "level", default: "info", target: "logLevel", doc: "trace, debug, info, warn, error, fatal or silent" },
-  { key: "log.pretty", kind: "bool", default: undefined, target: "logPretty", doc: "human-readable logs instead of JSON (default: when stdout is a TTY)" },
-  { key: "fetch.heartbeat.ms", kind: "int", default: "5000", min: 100, max: 300_000, target: "fetchHeartbeatMs", doc: "a following Fetch sends an empty response after this long without data" },
-  { key: "fetch.default.max.bytes", kind: "int", default: String(MiB), min: 1024, max: 64 * MiB, target: "fetchDefaultMaxBytes", doc: "bytes of batches per Fetch response when the request says 0" },
-  { key: "fetch.max.bytes", kind: "int", default: String(4 * MiB), min: 1024, max: 64 * MiB, target: "fetchMaxBytes", doc: "upper bound on a request's max_bytes" },
-  { key: "max.receive.message.bytes", kind: "int", default: String(8 * MiB), min: 64 * 1024, max: 256 * MiB, target: "maxReceiveMessageBytes", doc: "largest gRPC message the broker accepts" },
-  { key: "max.records.per.batch", kind: "int", default: "1000000", min: 1, max: 100_000_000, target: "maxRecordsPerBatch", doc: "most records one produced batch may hold" },
-  { key: "shutdown.timeout.ms", kind: "int", default: "10000", min: 0, max: 600_000, target: "shutdownTimeoutMs", doc: "how long a graceful shutdown waits for in-flight calls" },
-  { key: "retention.check.interval.ms", kind: "int", default: "60000", min: 10, max: DAY_MS, target: "retentionCheckIntervalMs", doc: "how often retention runs" },
-  { key: "retention.ms", kind: "int", default: String(7 * DAY_MS), min: -1, max: INT_MAX, target: "topic.retentionMs", doc: "delete segments older than this (-1 = keep forever)" },
-  { key: "retention.bytes", kind: "int", default: "-1", min: -1, max: INT_MAX, target: "topic.retentionBytes", doc: "delete oldest segments while a partition is bigger (-1 = no limit)" },
-  { key: "segment.bytes", kind: "int", default: String(1024 * MiB), min: 1024, max: 2 ** 31 - 1, target: "topic.segmentBytes", doc: "roll a new segment file past this size" },
-  { key: "segment.ms", kind: "int", default: String(7 * DAY_MS), min: 1, max: INT_MAX, target: "topic.segmentMs", doc: "roll a new segment file when the active one is this old" },
-  { key: "flush.messages", kind: "int", default: "-1", min: -1, max: INT_MAX, target: "topic.flushMessages", doc: "fsync after this many records (-1 = no count trigger)" },
-  { key: "flush.ms", kind: "int", default: "1000", min: -1, max: INT_MAX, target: "topic.flushMs", doc: "fsync at most this long after an unflushed append (-1 = no time trigger)" },
-  { key: "max.batch.bytes", kind: "int", default: String(MiB), min: 64, max: 64 * MiB, target: "topic.maxBatchBytes", doc: "largest batch a producer may append" },
-  { key: "durability", kind: "durability", default: "written", target: "topic.durability", doc: "acknowledge produces when written (page cache) or fsynced, unless the request says" },
-  { key: "index.interval.bytes", kind: "int", default: "4096", min: 1, max: 64 * MiB, target: "topic.indexIntervalBytes", doc: "bytes of log between two sparse offset-index entries" },
+  {
+    key: "listen",
+    kind: "string",
+    default: "127.0.0.1:50051",
+    target: "listen",
+    doc: "host:port to serve gRPC on (port 0 = any free port)",
+  },
+  {
+    key: "data.dir",
+    kind: "string",
+    default: "./data",
+    target: "dataDir",
+    doc: "directory holding topics, segments and broker metadata",
+  },
+  {
+    key: "auto.create.topics",
+    kind: "bool",
+    default: "true",
+    target: "autoCreateTopics",
+    doc: "create a topic on its first Produce",
+  },
+  {
+    key: "default.partitions",
+    kind: "int",
+    default: "1",
+    min: 1,
+    max: 10_000,
+    target: "defaultPartitions",
+    doc: "partitions of auto-created topics and of CreateTopic with partitions 0",
+  },
+  {
+    key: "log.level",
+    kind: "level",
+    default: "info",
+    target: "logLevel",
+    doc: "trace, debug, info, warn, error, fatal or silent",
+  },
+  {
+    key: "log.pretty",
+    kind: "bool",
+    default: undefined,
+    target: "logPretty",
+    doc: "human-readable logs instead of JSON (default: when stdout is a TTY)",
+  },
+  {
+    key: "fetch.heartbeat.ms",
+    kind: "int",
+    default: "5000",
+    min: 100,
+    max: 300_000,
+    target: "fetchHeartbeatMs",
+    doc: "a following Fetch sends an empty response after this long without data",
+  },
+  {
+    key: "fetch.default.max.bytes",
+    kind: "int",
+    default: String(MiB),
+    min: 1024,
+    max: 64 * MiB,
+    target: "fetchDefaultMaxBytes",
+    doc: "bytes of batches per Fetch response when the request says 0",
+  },
+  {
+    key: "fetch.max.bytes",
+    kind: "int",
+    default: String(4 * MiB),
+    min: 1024,
+    max: 64 * MiB,
+    target: "fetchMaxBytes",
+    doc: "upper bound on a request's max_bytes",
+  },
+  {
+    key: "max.receive.message.bytes",
+    kind: "int",
+    default: String(8 * MiB),
+    min: 64 * 1024,
+    max: 256 * MiB,
+    target: "maxReceiveMessageBytes",
+    doc: "largest gRPC message the broker accepts",
+  },
+  {
+    key: "max.records.per.batch",
+    kind: "int",
+    default: "1000000",
+    min: 1,
+    max: 100_000_000,
+    target: "maxRecordsPerBatch",
+    doc: "most records one produced batch may hold",
+  },
+  {
+    key: "shutdown.timeout.ms",
+    kind: "int",
+    default: "10000",
+    min: 0,
+    max: 600_000,
+    target: "shutdownTimeoutMs",
+    doc: "how long a graceful shutdown waits for in-flight calls",
+  },
+  {
+    key: "retention.check.interval.ms",
+    kind: "int",
+    default: "60000",
+    min: 10,
+    max: DAY_MS,
+    target: "retentionCheckIntervalMs",
+    doc: "how often retention runs",
+  },
+  {
+    key: "retention.ms",
+    kind: "int",
+    default: String(7 * DAY_MS),
+    min: -1,
+    max: INT_MAX,
+    target: "topic.retentionMs",
+    doc: "delete segments older than this (-1 = keep forever)",
+  },
+  {
+    key: "retention.bytes",
+    kind: "int",
+    default: "-1",
+    min: -1,
+    max: INT_MAX,
+    target: "topic.retentionBytes",
+    doc: "delete oldest segments while a partition is bigger (-1 = no limit)",
+  },
+  {
+    key: "segment.bytes",
+    kind: "int",
+    default: String(1024 * MiB),
+    min: 1024,
+    max: 2 ** 31 - 1,
+    target: "topic.segmentBytes",
+    doc: "roll a new segment file past this size",
+  },
+  {
+    key: "segment.ms",
+    kind: "int",
+    default: String(7 * DAY_MS),
+    min: 1,
+    max: INT_MAX,
+    target: "topic.segmentMs",
+    doc: "roll a new segment file when the active one is this old",
+  },
+  {
+    key: "flush.messages",
+    kind: "int",
+    default: "-1",
+    min: -1,
+    max: INT_MAX,
+    target: "topic.flushMessages",
+    doc: "fsync after this many records (-1 = no count trigger)",
+  },
+  {
+    key: "flush.ms",
+    kind: "int",
+    default: "1000",
+    min: -1,
+    max: INT_MAX,
+    target: "topic.flushMs",
+    doc: "fsync at most this long after an unflushed append (-1 = no time trigger)",
+  },
+  {
+    key: "max.batch.bytes",
+    kind: "int",
+    default: String(MiB),
+    min: 64,
+    max: 64 * MiB,
+    target: "topic.maxBatchBytes",
+    doc: "largest batch a producer may append",
+  },
+  {
+    key: "durability",
+    kind: "durability",
+    default: "written",
+    target: "topic.durability",
+    doc: "acknowledge produces when written (page cache) or fsynced, unless the request says",
+  },
+  {
+    key: "index.interval.bytes",
+    kind: "int",
+    default: "4096",
+    min: 1,
+    max: 64 * MiB,
+    target: "topic.indexIntervalBytes",
+    doc: "bytes of log between two sparse offset-index entries",
+  },
 ];
 
 /** `retention.ms` → `retention-ms` (the flag without its dashes). */
@@ -114,15 +278,21 @@ function parseValue(spec: SettingSpec, raw: string, source: string): unknown {
       throw new ConfigError(`${where} must be true or false, not "${raw}"`);
     }
     case "level":
-      if (!LEVELS.has(raw)) throw new ConfigError(`${where} must be one of ${[...LEVELS].join(", ")}, not "${raw}"`);
+      if (!LEVELS.has(raw))
+        throw new ConfigError(`${where} must be one of ${[...LEVELS].join(", ")}, not "${raw}"`);
       return raw;
     case "durability":
-      if (raw !== "written" && raw !== "fsynced") throw new ConfigError(`${where} must be written or fsynced, not "${raw}"`);
+      if (raw !== "written" && raw !== "fsynced")
+        throw new ConfigError(`${where} must be written or fsynced, not "${raw}"`);
       return raw;
     case "int": {
       if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${where} must be an integer, not "${raw}"`);
       const n = Number(raw);
-      if (!Number.isSafeInteger(n) || (spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
+      if (
+        !Number.isSafeInteger(n) ||
+        (spec.min !== undefined && n < spec.min) ||
+        (spec.max !== undefined && n > spec.max)
+      ) {
         throw new ConfigError(`${where} must be between ${spec.min} and ${spec.max}, not ${raw}`);
       }
       return n;
@@ -164,7 +334,9 @@ export function loadConfig(
   const result = config as unknown as BrokerConfig;
   parseListen(result.listen);
   if (result.fetchDefaultMaxBytes > result.fetchMaxBytes) {
-    throw new ConfigError(`fetch.default.max.bytes (${result.fetchDefaultMaxBytes}) must not exceed fetch.max.bytes (${result.fetchMaxBytes})`);
+    throw new ConfigError(
+      `fetch.default.max.bytes (${result.fetchDefaultMaxBytes}) must not exceed fetch.max.bytes (${result.fetchMaxBytes})`,
+    );
   }
   return result;
 }
@@ -173,6 +345,7 @@ export function loadConfig(
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
   const port = m ? Number(m[2]) : Number.NaN;
-  if (!m || port > 65535) throw new ConfigError(`listen must be HOST:PORT (e.g. 127.0.0.1:50051), not "${listen}"`);
+  if (!m || port > 65535)
+    throw new ConfigError(`listen must be HOST:PORT (e.g. 127.0.0.1:50051), not "${listen}"`);
   return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
 }

@@ -33,7 +33,10 @@ export function startBroker(overrides: ConfigOverrides = {}, options: StartOptio
   return startBrokerWithConfig(loadConfig({}, {}, overrides), options);
 }
 
-export async function startBrokerWithConfig(config: BrokerConfig, options: StartOptions = {}): Promise<Broker> {
+export async function startBrokerWithConfig(
+  config: BrokerConfig,
+  options: StartOptions = {},
+): Promise<Broker> {
   const logger = options.logger ?? silentLogger();
   const started = performance.now();
   const core = await BrokerCore.open(config, logger, options.clock ?? systemClock);
@@ -45,7 +48,11 @@ export async function startBrokerWithConfig(config: BrokerConfig, options: Start
     throw err;
   }
   logger.info(
-    { address: server.address, dataDir: resolve(config.dataDir), ms: Math.round(performance.now() - started) },
+    {
+      address: server.address,
+      dataDir: resolve(config.dataDir),
+      ms: Math.round(performance.now() - started),
+    },
     "broker serving",
   );
   let stopping: Promise<void> | undefined;
@@ -114,5 +121,3 @@ export async function runBroker(config: BrokerConfig): Promise<void> {
 function flushLogger(logger: Logger): Promise<void> {
   return new Promise((resolve) => logger.flush(() => resolve()));
 }
-
-

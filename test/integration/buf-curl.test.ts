@@ -17,7 +17,9 @@ afterAll(async () => {
 
 /** Runs `buf curl` against the test broker (async: the broker runs in this process). */
 async function curl(args: string[], input?: string): Promise<string> {
-  const child = run(BUF, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", ...args], { timeout: 30_000 });
+  const child = run(BUF, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", ...args], {
+    timeout: 30_000,
+  });
   if (input !== undefined) {
     child.child.stdin!.end(input);
   }
@@ -53,14 +55,24 @@ describe("integration > buf curl through server reflection", () => {
         `{"topic":"${topic}","partition":0,"records":{"records":[{"value":"${value}"},{"value":"${value}"}]}}\n`,
     );
     // Proto3 JSON omits zero values, so the first batch's base offset 0 is absent.
-    const results = JSON.parse(produce).results as { topic: string; baseOffset?: string; recordCount: number }[];
+    const results = JSON.parse(produce).results as {
+      topic: string;
+      baseOffset?: string;
+      recordCount: number;
+    }[];
     expect(results.map((r) => [r.topic, r.baseOffset ?? "0", r.recordCount])).toEqual([
       [topic, "0", 1],
       [topic, "1", 2],
     ]);
-    const topics = JSON.parse(await curl(["-d", "{}", `http://${tb.address}/rill.v1.AdminService/ListTopics`]));
+    const topics = JSON.parse(
+      await curl(["-d", "{}", `http://${tb.address}/rill.v1.AdminService/ListTopics`]),
+    );
     expect(topics.topics).toContainEqual({ topic, partitions: 1 });
-    const fetched = await curl(["-d", `{"topic":"${topic}","offset":"0"}`, `http://${tb.address}/rill.v1.LogService/Fetch`]);
+    const fetched = await curl([
+      "-d",
+      `{"topic":"${topic}","offset":"0"}`,
+      `http://${tb.address}/rill.v1.LogService/Fetch`,
+    ]);
     expect(fetched).toContain(value);
     expect(fetched).toContain('"highWatermark": "3"');
     const health = JSON.parse(await curl(["-d", "{}", `http://${tb.address}/grpc.health.v1.Health/Check`]));

@@ -1,7 +1,12 @@
-import { status, type ServiceError } from "@grpc/grpc-js";
+import { type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DescribeTopicResponse } from "../../clients/ts/src/gen/rill/v1/admin.js";
-import { Durability, type FetchResponse, type ListOffsetsResponse, OffsetPosition } from "../../clients/ts/src/gen/rill/v1/log.js";
+import {
+  Durability,
+  type FetchResponse,
+  type ListOffsetsResponse,
+  OffsetPosition,
+} from "../../clients/ts/src/gen/rill/v1/log.js";
 import { randomTopic, startTestBroker, type TestBroker } from "./helpers/broker.js";
 import { api, fetchAll, produce, produceRequest, record, type Stubs, stubs, values } from "./helpers/grpc.js";
 
@@ -78,9 +83,15 @@ describe("integration > log service > produce and fetch", () => {
     const before = Date.now();
     await new Promise((r) => setTimeout(r, 5));
     await produce(s.log, [produceRequest(topic, 0, [record("3")])]);
-    const earliest = await fetchAll(s.log, { topic, start: { $case: "position", value: OffsetPosition.OFFSET_POSITION_EARLIEST } });
+    const earliest = await fetchAll(s.log, {
+      topic,
+      start: { $case: "position", value: OffsetPosition.OFFSET_POSITION_EARLIEST },
+    });
     expect(values(earliest.responses)).toEqual(["1", "2", "3"]);
-    const latest = await fetchAll(s.log, { topic, start: { $case: "position", value: OffsetPosition.OFFSET_POSITION_LATEST } });
+    const latest = await fetchAll(s.log, {
+      topic,
+      start: { $case: "position", value: OffsetPosition.OFFSET_POSITION_LATEST },
+    });
     expect(values(latest.responses)).toEqual([]);
     const byTime = await fetchAll(s.log, { topic, start: { $case: "timestampMs", value: BigInt(before) } });
     expect(values(byTime.responses)).toEqual(["3"]);
@@ -96,7 +107,13 @@ describe("integration > log service > produce and fetch", () => {
     // Ensures follow=true waits at the tail without polling and sends empty heartbeats.
     const topic = randomTopic();
     await createTopic(topic);
-    const call = s.log.fetch({ topic, partition: 0, maxBytes: 0, follow: true, start: { $case: "offset", value: 0n } });
+    const call = s.log.fetch({
+      topic,
+      partition: 0,
+      maxBytes: 0,
+      follow: true,
+      start: { $case: "offset", value: 0n },
+    });
     const seen: string[] = [];
     let heartbeats = 0;
     const done = new Promise<void>((resolve, reject) => {
@@ -120,7 +137,13 @@ describe("integration > log service > produce and fetch", () => {
     // Ensures deleting a topic ends the streams reading it instead of leaving them hanging.
     const topic = randomTopic();
     await createTopic(topic);
-    const call = s.log.fetch({ topic, partition: 0, maxBytes: 0, follow: true, start: { $case: "offset", value: 0n } });
+    const call = s.log.fetch({
+      topic,
+      partition: 0,
+      maxBytes: 0,
+      follow: true,
+      start: { $case: "offset", value: 0n },
+    });
     const ended = new Promise<ServiceError>((resolve) => call.on("error", resolve));
     call.on("data", () => {});
     await new Promise((r) => setTimeout(r, 100));
@@ -158,7 +181,9 @@ describe("integration > log service > errors", () => {
       const out = await produce(s.log, [produceRequest(topic, 0, [record("x")])]);
       expect(out.error?.code, topic).toBe(status.INVALID_ARGUMENT);
     }
-    const created = await api(s).createTopic({ topic: "../x", partitions: 1, config: undefined }).catch((e) => e);
+    const created = await api(s)
+      .createTopic({ topic: "../x", partitions: 1, config: undefined })
+      .catch((e) => e);
     expect(created.code).toBe(status.INVALID_ARGUMENT);
     const topic = randomTopic();
     const neg = await produce(s.log, [produceRequest(topic, -1, [record("x")])]);
@@ -207,7 +232,11 @@ describe("integration > log service > errors", () => {
       close(): void;
     };
     const name = Buffer.from(topic);
-    const body = Buffer.concat([Buffer.from([0x0a, name.length]), name, Buffer.from([0x1a, 0x04, 0x0a, 0x32, 0x12, 0x00])]);
+    const body = Buffer.concat([
+      Buffer.from([0x0a, name.length]),
+      name,
+      Buffer.from([0x1a, 0x04, 0x0a, 0x32, 0x12, 0x00]),
+    ]);
     const err = await new Promise<ServiceError | null>((resolve) => {
       const call = raw.produce((e) => resolve(e));
       call.write(body);
@@ -232,13 +261,17 @@ describe("integration > admin and cluster", () => {
     expect(created.topic!.config!.retentionMs).toBe(60_000n);
     expect(created.topic!.config!.segmentBytes).toBe(4096n);
     expect(created.topic!.config!.durability).toBe(Durability.DURABILITY_FSYNCED);
-    const dup = await api(s).createTopic({ topic, partitions: 1, config: undefined }).catch((e) => e);
+    const dup = await api(s)
+      .createTopic({ topic, partitions: 1, config: undefined })
+      .catch((e) => e);
     expect(dup.code).toBe(status.ALREADY_EXISTS);
-    const badConfig = await api(s).createTopic({
-      topic: randomTopic(),
-      partitions: 1,
-      config: { segmentBytes: 1n },
-    }).catch((e) => e);
+    const badConfig = await api(s)
+      .createTopic({
+        topic: randomTopic(),
+        partitions: 1,
+        config: { segmentBytes: 1n },
+      })
+      .catch((e) => e);
     expect(badConfig.code).toBe(status.INVALID_ARGUMENT);
     expect(badConfig.details).toMatch(/segment\.bytes/);
     const list = await api(s).listTopics();

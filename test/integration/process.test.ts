@@ -4,7 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { status, type ServiceError } from "@grpc/grpc-js";
+import { type ServiceError, status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { produce, produceRequest, record, stubs } from "./helpers/grpc.js";
 
@@ -21,7 +21,16 @@ afterEach(async () => {
 async function spawnBroker(dataDir: string): Promise<{ child: ChildProcess; address: string }> {
   const child = spawn(
     process.execPath,
-    [join(ROOT, "bin", "rill.js"), "broker", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-pretty", "false"],
+    [
+      join(ROOT, "bin", "rill.js"),
+      "broker",
+      "--listen",
+      "127.0.0.1:0",
+      "--data-dir",
+      dataDir,
+      "--log-pretty",
+      "false",
+    ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   children.push(child);
@@ -48,7 +57,13 @@ describe("integration > broker process", () => {
     const s = stubs(address);
     const out = await produce(s.log, [produceRequest("drain", 0, [record("a")])]);
     expect(out.error).toBeUndefined();
-    const call = s.log.fetch({ topic: "drain", partition: 0, maxBytes: 0, follow: true, start: { $case: "offset", value: 0n } });
+    const call = s.log.fetch({
+      topic: "drain",
+      partition: 0,
+      maxBytes: 0,
+      follow: true,
+      start: { $case: "offset", value: 0n },
+    });
     const firstData = new Promise((resolve) => call.once("data", resolve));
     const ended = new Promise<ServiceError>((resolve) => call.on("error", resolve));
     await firstData;

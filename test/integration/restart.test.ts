@@ -9,14 +9,25 @@ afterEach(async () => {
   tb = undefined;
 });
 
-async function produceMany(address: string, topic: string, batches: number, perBatch: number): Promise<string[]> {
+async function produceMany(
+  address: string,
+  topic: string,
+  batches: number,
+  perBatch: number,
+): Promise<string[]> {
   const s = stubs(address);
   const sent: string[] = [];
   const requests = [];
   for (let b = 0; b < batches; b++) {
     const recs = Array.from({ length: perBatch }, (_, i) => `b${b}-r${i}`);
     sent.push(...recs);
-    requests.push(produceRequest(topic, 0, recs.map((v) => record(v))));
+    requests.push(
+      produceRequest(
+        topic,
+        0,
+        recs.map((v) => record(v)),
+      ),
+    );
   }
   const out = await produce(s.log, requests);
   s.close();

@@ -1,7 +1,14 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, envName, flagName, loadConfig, parseListen, SETTINGS } from "../../server/src/config.js";
+import {
+  ConfigError,
+  envName,
+  flagName,
+  loadConfig,
+  parseListen,
+  SETTINGS,
+} from "../../server/src/config.js";
 
 describe("config > load", () => {
   it("uses embedded defaults with no flags and no environment", () => {
@@ -32,7 +39,9 @@ describe("config > load", () => {
     expect(() => loadConfig({ durability: "maybe" })).toThrow(/written or fsynced/);
     expect(() => loadConfig({ "auto.create.topics": "perhaps" })).toThrow(/true or false/);
     expect(() => loadConfig({ listen: "localhost" })).toThrow(/HOST:PORT/);
-    expect(() => loadConfig({ "fetch.default.max.bytes": "5000000", "fetch.max.bytes": "4000000" })).toThrow(/must not exceed/);
+    expect(() => loadConfig({ "fetch.default.max.bytes": "5000000", "fetch.max.bytes": "4000000" })).toThrow(
+      /must not exceed/,
+    );
   });
 
   it("parses IPv4, names and bracketed IPv6 listen addresses", () => {

@@ -46,7 +46,8 @@ export class BrokerCore {
     const marker = join(metaDir, CLEAN_MARKER);
     const cleanShutdown = await exists(marker);
     const isNew = !(await exists(join(dataDir, "topics")));
-    if (!cleanShutdown && !isNew) logger.warn({ dataDir }, "previous run did not stop cleanly; recovering logs");
+    if (!cleanShutdown && !isNew)
+      logger.warn({ dataDir }, "previous run did not stop cleanly; recovering logs");
     await rm(marker, { force: true });
     await syncDir(metaDir);
     const topics = await TopicRegistry.open({

@@ -14,9 +14,10 @@
  * Everything here runs on the event loop; append is synchronous, so batches of one partition are
  * ordered by the order their requests were handled.
  */
+
+import type { TopicSettings } from "../config.js";
 import type { Logger } from "../logger.js";
 import type { AppendInput, AppendResult, PartitionLog } from "../storage/log-api.js";
-import type { TopicSettings } from "../config.js";
 
 type Waiter = () => void;
 

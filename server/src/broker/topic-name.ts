@@ -4,7 +4,8 @@ import { InvalidRequestError } from "./errors.js";
 const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
 
 export function validateTopicName(name: string): void {
-  if (name.length === 0) throw new InvalidRequestError("topic name is empty; use 1-249 characters of [A-Za-z0-9._-]");
+  if (name.length === 0)
+    throw new InvalidRequestError("topic name is empty; use 1-249 characters of [A-Za-z0-9._-]");
   if (!TOPIC_NAME.test(name) || name === "." || name === "..") {
     const shown = JSON.stringify(name.length > 60 ? `${name.slice(0, 60)}…` : name);
     throw new InvalidRequestError(

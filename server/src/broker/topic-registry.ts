@@ -19,7 +19,12 @@ import type { Clock } from "../clock.js";
 import { SETTINGS, type TopicSettings } from "../config.js";
 import type { Logger } from "../logger.js";
 import { openLog } from "../storage/log.js";
-import { InvalidRequestError, TopicExistsError, TopicNotFoundError, PartitionNotFoundError } from "./errors.js";
+import {
+  InvalidRequestError,
+  PartitionNotFoundError,
+  TopicExistsError,
+  TopicNotFoundError,
+} from "./errors.js";
 import { Partition } from "./partition.js";
 import { validateTopicName } from "./topic-name.js";
 
@@ -92,7 +97,11 @@ export class TopicRegistry {
     logger.info({ topics: this.topics.size }, "topics loaded");
   }
 
-  private async openTopic(name: string, partitionCount: number, overrides: Partial<TopicSettings>): Promise<Topic> {
+  private async openTopic(
+    name: string,
+    partitionCount: number,
+    overrides: Partial<TopicSettings>,
+  ): Promise<Topic> {
     const settings = { ...this.options.defaults, ...overrides };
     const partitions: Partition[] = [];
     for (let p = 0; p < partitionCount; p++) {
@@ -111,7 +120,8 @@ export class TopicRegistry {
         cleanShutdown: this.options.cleanShutdown,
       });
       const { truncatedBytes, rebuiltIndexes } = log.recovery;
-      if (truncatedBytes > 0 || rebuiltIndexes > 0) logger.warn({ truncatedBytes, rebuiltIndexes }, "log recovered");
+      if (truncatedBytes > 0 || rebuiltIndexes > 0)
+        logger.warn({ truncatedBytes, rebuiltIndexes }, "log recovered");
       partitions.push(new Partition(name, p, log, settings, logger));
     }
     return { name, partitions, overrides, settings };
@@ -172,10 +182,13 @@ export class TopicRegistry {
     if (existing) return existing;
     validateTopicName(name);
     await this.pending.get(name)?.catch(() => {});
-    return this.topics.get(name) ?? this.create(name, partitions).catch((err) => {
-      if (err instanceof TopicExistsError) return this.require(name);
-      throw err;
-    });
+    return (
+      this.topics.get(name) ??
+      this.create(name, partitions).catch((err) => {
+        if (err instanceof TopicExistsError) return this.require(name);
+        throw err;
+      })
+    );
   }
 
   /** Deletes a topic and its data; open Fetch streams on it end. */

@@ -3,16 +3,16 @@
  * same bounds as the broker's own settings (config.ts) before anything touches the disk.
  */
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
-import {
-  type CreateTopicRequest,
-  type CreateTopicResponse,
-  type DeleteTopicRequest,
-  type DeleteTopicResponse,
-  type DescribeTopicRequest,
-  type DescribeTopicResponse,
-  type ListTopicsResponse,
-  type TopicConfig,
-  type TopicDescription,
+import type {
+  CreateTopicRequest,
+  CreateTopicResponse,
+  DeleteTopicRequest,
+  DeleteTopicResponse,
+  DescribeTopicRequest,
+  DescribeTopicResponse,
+  ListTopicsResponse,
+  TopicConfig,
+  TopicDescription,
 } from "../../../clients/ts/src/gen/rill/v1/admin.js";
 import { Durability } from "../../../clients/ts/src/gen/rill/v1/log.js";
 import { InvalidRequestError } from "../broker/errors.js";
@@ -70,7 +70,8 @@ function toTopicConfig(settings: TopicSettings): TopicConfig {
     flushMessages: BigInt(settings.flushMessages),
     flushMs: BigInt(settings.flushMs),
     maxBatchBytes: BigInt(settings.maxBatchBytes),
-    durability: settings.durability === "fsynced" ? Durability.DURABILITY_FSYNCED : Durability.DURABILITY_WRITTEN,
+    durability:
+      settings.durability === "fsynced" ? Durability.DURABILITY_FSYNCED : Durability.DURABILITY_WRITTEN,
   };
 }
 

@@ -1,8 +1,8 @@
 /** ClusterService: the brokers and the leader of every partition (one broker in single-node mode). */
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { GetMetadataRequest, GetMetadataResponse } from "../../../clients/ts/src/gen/rill/v1/cluster.js";
-import { unary } from "./unary.js";
 import type { RpcContext } from "./context.js";
+import { unary } from "./unary.js";
 
 export interface AdvertisedAddress {
   host: string;

@@ -6,7 +6,12 @@
 import type { Server } from "@grpc/grpc-js";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 
-export const HEALTH_SERVICES = ["", "rill.v1.LogService", "rill.v1.AdminService", "rill.v1.ClusterService"] as const;
+export const HEALTH_SERVICES = [
+  "",
+  "rill.v1.LogService",
+  "rill.v1.AdminService",
+  "rill.v1.ClusterService",
+] as const;
 
 export class Health {
   private readonly impl = new HealthImplementation(

@@ -7,24 +7,29 @@
 import { once } from "node:events";
 import {
   Metadata,
-  type sendUnaryData,
   type ServerReadableStream,
   type ServerUnaryCall,
   type ServerWritableStream,
   type ServiceDefinition,
+  type sendUnaryData,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import {
   Durability,
   type FetchRequest,
   type ListOffsetsRequest,
-  ListOffsetsResponse,
+  type ListOffsetsResponse,
   LogServiceService,
   OffsetPosition,
-  ProduceResponse,
+  type ProduceResponse,
   type ProduceResult,
 } from "../../../clients/ts/src/gen/rill/v1/log.js";
-import { InvalidRequestError, LimitExceededError, ShuttingDownError, TopicNotFoundError } from "../broker/errors.js";
+import {
+  InvalidRequestError,
+  LimitExceededError,
+  ShuttingDownError,
+  TopicNotFoundError,
+} from "../broker/errors.js";
 import type { Partition } from "../broker/partition.js";
 import { validateTopicName } from "../broker/topic-name.js";
 import { OffsetOutOfRangeError } from "../storage/errors.js";
@@ -47,10 +52,15 @@ export const logServiceDefinition: ServiceDefinition = {
 
 export function logServiceImplementation(ctx: RpcContext): UntypedServiceImplementation {
   return {
-    produce: (call: ServerReadableStream<ProduceRequestView, ProduceResponse>, cb: sendUnaryData<ProduceResponse>) =>
-      void track(ctx, produce(ctx, call, cb)),
+    produce: (
+      call: ServerReadableStream<ProduceRequestView, ProduceResponse>,
+      cb: sendUnaryData<ProduceResponse>,
+    ) => void track(ctx, produce(ctx, call, cb)),
     fetch: (call: ServerWritableStream<FetchRequest, Buffer>) => void track(ctx, fetch(ctx, call)),
-    listOffsets: (call: ServerUnaryCall<ListOffsetsRequest, ListOffsetsResponse>, cb: sendUnaryData<ListOffsetsResponse>) =>
+    listOffsets: (
+      call: ServerUnaryCall<ListOffsetsRequest, ListOffsetsResponse>,
+      cb: sendUnaryData<ListOffsetsResponse>,
+    ) =>
       void track(ctx, listOffsets(ctx, call.request)).then(
         (r) => cb(null, r),
         (err) => cb(toServiceError(err, ctx.logger)),
@@ -69,34 +79,47 @@ function validateBatch(ctx: RpcContext, req: ProduceRequestView): AppendInput {
   if (req.durability < 0 || req.durability > Durability.DURABILITY_FSYNCED) {
     throw new InvalidRequestError(`unknown durability ${req.durability}; use WRITTEN or FSYNCED`);
   }
-  const compression = req.compression === CompressionCode.Unspecified ? CompressionCode.None : req.compression;
+  const compression =
+    req.compression === CompressionCode.Unspecified ? CompressionCode.None : req.compression;
   if (compression < CompressionCode.None || compression > CompressionCode.Lz4) {
     throw new InvalidRequestError(`unknown compression ${req.compression}; use NONE, GZIP, ZSTD or LZ4`);
   }
   const { maxRecordsPerBatch } = ctx.core.config;
   if (compression === CompressionCode.None) {
     if (req.compressedRecords?.length) {
-      throw new InvalidRequestError("compressed_records is set but compression is NONE; set compression or send records");
+      throw new InvalidRequestError(
+        "compressed_records is set but compression is NONE; set compression or send records",
+      );
     }
     const records = req.records;
-    if (!records || records.length === 0) throw new InvalidRequestError("the batch is empty; send at least one record");
+    if (!records || records.length === 0)
+      throw new InvalidRequestError("the batch is empty; send at least one record");
     const recordCount = countRecords(records);
     if (recordCount === 0) throw new InvalidRequestError("the batch is empty; send at least one record");
     if (recordCount > maxRecordsPerBatch) {
-      throw new LimitExceededError(`the batch holds ${recordCount} records; the limit is ${maxRecordsPerBatch}, split it`);
+      throw new LimitExceededError(
+        `the batch holds ${recordCount} records; the limit is ${maxRecordsPerBatch}, split it`,
+      );
     }
     return { records, recordCount, compression };
   }
   const records = req.compressedRecords;
   if (!records || records.length === 0) {
-    throw new InvalidRequestError("compression is set but compressed_records is empty; send the compressed RecordBatch");
+    throw new InvalidRequestError(
+      "compression is set but compressed_records is empty; send the compressed RecordBatch",
+    );
   }
-  if (req.records?.length) throw new InvalidRequestError("send either records or compressed_records, not both");
+  if (req.records?.length)
+    throw new InvalidRequestError("send either records or compressed_records, not both");
   if (req.recordCount < 1) {
-    throw new InvalidRequestError("record_count must be >= 1 for a compressed batch (the broker does not decompress)");
+    throw new InvalidRequestError(
+      "record_count must be >= 1 for a compressed batch (the broker does not decompress)",
+    );
   }
   if (req.recordCount > maxRecordsPerBatch) {
-    throw new LimitExceededError(`the batch holds ${req.recordCount} records; the limit is ${maxRecordsPerBatch}, split it`);
+    throw new LimitExceededError(
+      `the batch holds ${req.recordCount} records; the limit is ${maxRecordsPerBatch}, split it`,
+    );
   }
   return { records, recordCount: req.recordCount, compression };
 }
@@ -205,7 +228,10 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
       throw new InvalidRequestError("set where to start: offset, position (EARLIEST/LATEST) or timestamp_ms");
     }
     const partition = topics.partition(req.topic, req.partition);
-    const maxBytes = Math.min(req.maxBytes === 0 ? config.fetchDefaultMaxBytes : req.maxBytes, config.fetchMaxBytes);
+    const maxBytes = Math.min(
+      req.maxBytes === 0 ? config.fetchDefaultMaxBytes : req.maxBytes,
+      config.fetchMaxBytes,
+    );
     let next = await resolveStart(partition, req);
     const stopAt = req.follow ? undefined : partition.highWatermark;
     if (next < partition.logStartOffset || next > partition.highWatermark) {
@@ -219,7 +245,12 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
       if (stopAt !== undefined && next >= stopAt) break;
       if (next >= partition.highWatermark) {
         const woke = await partition.waitForData(next, config.fetchHeartbeatMs, abort.signal);
-        if (!woke && !ended) await write(call, buildFetchResponse(Buffer.alloc(0), partition.highWatermark, partition.logStartOffset), abort.signal);
+        if (!woke && !ended)
+          await write(
+            call,
+            buildFetchResponse(Buffer.alloc(0), partition.highWatermark, partition.logStartOffset),
+            abort.signal,
+          );
         continue;
       }
       const read = await partition.log.read(next, maxBytes, stopAt);
@@ -230,7 +261,11 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
         continue;
       }
       next = read.nextOffset;
-      await write(call, buildFetchResponse(read.data, partition.highWatermark, partition.logStartOffset), abort.signal);
+      await write(
+        call,
+        buildFetchResponse(read.data, partition.highWatermark, partition.logStartOffset),
+        abort.signal,
+      );
     }
     end();
   } catch (err) {
@@ -240,7 +275,11 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
 }
 
 /** Writes one response, waiting for `drain` when gRPC's buffer is full (bounded memory per stream). */
-async function write(call: ServerWritableStream<FetchRequest, Buffer>, message: Buffer, signal: AbortSignal): Promise<void> {
+async function write(
+  call: ServerWritableStream<FetchRequest, Buffer>,
+  message: Buffer,
+  signal: AbortSignal,
+): Promise<void> {
   if (call.write(message)) return;
   try {
     await once(call, "drain", { signal });
@@ -254,7 +293,10 @@ async function write(call: ServerWritableStream<FetchRequest, Buffer>, message: 
 
 async function listOffsets(ctx: RpcContext, req: ListOffsetsRequest): Promise<ListOffsetsResponse> {
   const topic = ctx.core.topics.require(req.topic);
-  const wanted = req.partitions.length > 0 ? [...new Set(req.partitions)].sort((a, b) => a - b) : topic.partitions.map((p) => p.index);
+  const wanted =
+    req.partitions.length > 0
+      ? [...new Set(req.partitions)].sort((a, b) => a - b)
+      : topic.partitions.map((p) => p.index);
   const timestamp = req.timestampMs === undefined ? undefined : toTimestamp(req.timestampMs);
   const partitions = [];
   for (const index of wanted) {
@@ -265,9 +307,9 @@ async function listOffsets(ctx: RpcContext, req: ListOffsetsRequest): Promise<Li
       latest: p.highWatermark,
       timestampOffset: undefined,
     };
-    if (timestamp !== undefined) entry.timestampOffset = (await p.log.offsetForTimestamp(timestamp)) ?? p.highWatermark;
+    if (timestamp !== undefined)
+      entry.timestampOffset = (await p.log.offsetForTimestamp(timestamp)) ?? p.highWatermark;
     partitions.push(entry);
   }
   return { partitions };
 }
-

@@ -25,7 +25,7 @@ export function addReflection(server: Server): void {
   const files = fileDescriptorProtos(Buffer.from(FILE_DESCRIPTOR_SET_BASE64, "base64"));
   // ReflectionService only reads `fileDescriptorProtos` from each entry of the package definition.
   const packageDefinition = { descriptors: { fileDescriptorProtos: files } };
-  new ReflectionService(packageDefinition as unknown as ConstructorParameters<typeof ReflectionService>[0]).addToServer(
-    server,
-  );
+  new ReflectionService(
+    packageDefinition as unknown as ConstructorParameters<typeof ReflectionService>[0],
+  ).addToServer(server);
 }

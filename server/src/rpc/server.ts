@@ -14,7 +14,7 @@ import { Server, ServerCredentials, type ServiceDefinition } from "@grpc/grpc-js
 import { AdminServiceService } from "../../../clients/ts/src/gen/rill/v1/admin.js";
 import { ClusterServiceService } from "../../../clients/ts/src/gen/rill/v1/cluster.js";
 import type { BrokerCore } from "../broker/broker.js";
-import { parseListen } from "../config.js";
+import { parseListen, SETTINGS } from "../config.js";
 import type { Logger } from "../logger.js";
 import { adminServiceImplementation } from "./admin-service.js";
 import { clusterServiceImplementation } from "./cluster-service.js";
@@ -22,6 +22,8 @@ import type { RpcContext } from "./context.js";
 import { Health } from "./health.js";
 import { logServiceDefinition, logServiceImplementation } from "./log-service.js";
 import { addReflection } from "./reflection.js";
+
+const MAX_BATCH_BYTES_BOUND = SETTINGS.find((s) => s.key === "max.batch.bytes")!.max!;
 
 /** After in-flight calls ended, how long sessions get to flush final statuses before they are cut. */
 const STATUS_GRACE_MS = 1000;
@@ -41,12 +43,19 @@ export async function startRpcServer(core: BrokerCore, logger: Logger): Promise<
   const { host, port: wantedPort } = parseListen(config.listen);
   const server = new Server({
     "grpc.max_receive_message_length": config.maxReceiveMessageBytes,
-    // A response holds at most fetch.max.bytes of batches, or one batch that is larger.
-    "grpc.max_send_message_length": config.fetchMaxBytes + config.topicDefaults.maxBatchBytes + 64 * 1024,
+    // A response holds at most fetch.max.bytes of batches, or one batch that is larger (a topic may
+    // allow batches up to the max.batch.bytes bound of config.ts).
+    "grpc.max_send_message_length": config.fetchMaxBytes + MAX_BATCH_BYTES_BOUND + 64 * 1024,
     "grpc.keepalive_time_ms": 60_000,
     "grpc.keepalive_timeout_ms": 20_000,
   });
-  const context: RpcContext = { core, logger: logger.child({ component: "rpc" }), draining: false, streams: new Set(), inflight: new Set() };
+  const context: RpcContext = {
+    core,
+    logger: logger.child({ component: "rpc" }),
+    draining: false,
+    streams: new Set(),
+    inflight: new Set(),
+  };
   const health = new Health();
   const hostPort = host.includes(":") ? `[${host}]:${wantedPort}` : `${host}:${wantedPort}`;
   let boundPort = wantedPort;
@@ -61,7 +70,9 @@ export async function startRpcServer(core: BrokerCore, logger: Logger): Promise<
   addReflection(server);
 
   boundPort = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(hostPort, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+    server.bindAsync(hostPort, ServerCredentials.createInsecure(), (err, port) =>
+      err ? reject(err) : resolve(port),
+    );
   });
   health.setAll("SERVING");
   const address = host.includes(":") ? `[${host}]:${boundPort}` : `${host}:${boundPort}`;
@@ -77,12 +88,18 @@ export async function startRpcServer(core: BrokerCore, logger: Logger): Promise<
       for (const s of [...context.streams]) s.drain();
       const until = (ms: number) =>
         new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), Math.max(0, ms)).unref());
-      const settled = await Promise.race([Promise.allSettled([...context.inflight]), until(deadline - Date.now())]);
+      const settled = await Promise.race([
+        Promise.allSettled([...context.inflight]),
+        until(deadline - Date.now()),
+      ]);
       // Statuses of ended calls still have to reach their clients; streams we do not own (health
       // Watch) never end by themselves, so wait for the sessions to close only for a short grace.
       const outcome =
-        settled === "timeout" ? "timeout" : await Promise.race([closed, until(Math.min(STATUS_GRACE_MS, deadline - Date.now()))]);
-      if (settled === "timeout") logger.warn({ timeoutMs }, "calls still open at the shutdown deadline; cancelling them");
+        settled === "timeout"
+          ? "timeout"
+          : await Promise.race([closed, until(Math.min(STATUS_GRACE_MS, deadline - Date.now()))]);
+      if (settled === "timeout")
+        logger.warn({ timeoutMs }, "calls still open at the shutdown deadline; cancelling them");
       if (outcome !== "closed") server.forceShutdown();
     })();
     return stopping;

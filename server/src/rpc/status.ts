@@ -3,7 +3,7 @@
  * named errors; `toServiceError` maps them to a status with a message that tells the user what to
  * do, and wraps anything unknown as INTERNAL, keeping the cause for the log only.
  */
-import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import {
   BrokerError,
   InvalidRequestError,
@@ -48,15 +48,24 @@ export function statusOf(err: unknown): RpcStatus {
     return { code: status.DATA_LOSS, message: `${err.message}; the batch cannot be served` };
   }
   if (err instanceof ShuttingDownError || err instanceof LogClosedError) {
-    return { code: status.UNAVAILABLE, message: "the broker is shutting down or the partition is closing; retry" };
+    return {
+      code: status.UNAVAILABLE,
+      message: "the broker is shutting down or the partition is closing; retry",
+    };
   }
   if (err instanceof BrokerError) return { code: status.INTERNAL, message: err.message };
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code === "ENOSPC" || code === "EDQUOT") {
-    return { code: status.RESOURCE_EXHAUSTED, message: "the broker's disk is full; nothing was appended, retry later" };
+    return {
+      code: status.RESOURCE_EXHAUSTED,
+      message: "the broker's disk is full; nothing was appended, retry later",
+    };
   }
   if (code === "EIO" || code === "EROFS") {
-    return { code: status.UNAVAILABLE, message: `the broker hit a storage error (${code}); nothing was appended, retry later` };
+    return {
+      code: status.UNAVAILABLE,
+      message: `the broker hit a storage error (${code}); nothing was appended, retry later`,
+    };
   }
   return { code: status.INTERNAL, message: "internal broker error; see the broker log" };
 }

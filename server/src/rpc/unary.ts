@@ -1,4 +1,4 @@
-import type { sendUnaryData, ServerUnaryCall } from "@grpc/grpc-js";
+import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
 import { type RpcContext, track } from "./context.js";
 import { toServiceError } from "./status.js";
 
@@ -9,9 +9,8 @@ export function unary<Req, Res>(ctx: RpcContext, handler: Handler<Req, Res>) {
   return (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
     const work = Promise.resolve().then(() => handler(ctx, call.request));
     void track(ctx, work).then(
-        (res) => cb(null, res),
-        (err) => cb(toServiceError(err, ctx.logger)),
-      );
+      (res) => cb(null, res),
+      (err) => cb(toServiceError(err, ctx.logger)),
+    );
   };
 }
-

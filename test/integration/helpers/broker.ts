@@ -5,8 +5,8 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Broker, type ConfigOverrides, startBroker } from "../../../server/src/main.js";
 import type { Clock } from "../../../server/src/clock.js";
+import { type Broker, type ConfigOverrides, startBroker } from "../../../server/src/main.js";
 
 export interface TestBroker {
   address: string;
@@ -18,7 +18,10 @@ export interface TestBroker {
   stop(): Promise<void>;
 }
 
-export async function startTestBroker(overrides: ConfigOverrides = {}, options: { clock?: Clock } = {}): Promise<TestBroker> {
+export async function startTestBroker(
+  overrides: ConfigOverrides = {},
+  options: { clock?: Clock } = {},
+): Promise<TestBroker> {
   const dataDir = await mkdtemp(join(tmpdir(), "rill-test-"));
   return serve(dataDir, overrides, options.clock);
 }

@@ -63,7 +63,12 @@ export function record(value: string | Buffer, key?: string): RillRecord {
   };
 }
 
-export function produceRequest(topic: string, partition: number, records: RillRecord[], extra: Partial<ProduceRequest> = {}): ProduceRequest {
+export function produceRequest(
+  topic: string,
+  partition: number,
+  records: RillRecord[],
+  extra: Partial<ProduceRequest> = {},
+): ProduceRequest {
   return {
     topic,
     partition,
@@ -99,10 +104,19 @@ export function produce(log: LogServiceClient, requests: ProduceRequest[]): Prom
 }
 
 /** Reads a non-following Fetch to its end; returns every response or the error. */
-export function fetchAll(log: LogServiceClient, request: Partial<FetchRequest> & Pick<FetchRequest, "topic">): Promise<{ responses: FetchResponse[]; error?: ServiceError }> {
+export function fetchAll(
+  log: LogServiceClient,
+  request: Partial<FetchRequest> & Pick<FetchRequest, "topic">,
+): Promise<{ responses: FetchResponse[]; error?: ServiceError }> {
   return new Promise((resolve) => {
     const responses: FetchResponse[] = [];
-    const call = log.fetch({ partition: 0, maxBytes: 0, follow: false, start: { $case: "offset", value: 0n }, ...request });
+    const call = log.fetch({
+      partition: 0,
+      maxBytes: 0,
+      follow: false,
+      start: { $case: "offset", value: 0n },
+      ...request,
+    });
     call.on("data", (r: FetchResponse) => responses.push(r));
     call.on("error", (error: ServiceError) => resolve({ responses, error }));
     call.on("end", () => resolve({ responses }));
@@ -136,7 +150,8 @@ export function api(s: Stubs) {
     createTopic: (r: CreateTopicRequest) => call<CreateTopicResponse>((cb) => s.admin.createTopic(r, cb)),
     deleteTopic: (r: DeleteTopicRequest) => call<DeleteTopicResponse>((cb) => s.admin.deleteTopic(r, cb)),
     listTopics: () => call<ListTopicsResponse>((cb) => s.admin.listTopics({}, cb)),
-    describeTopic: (r: DescribeTopicRequest) => call<DescribeTopicResponse>((cb) => s.admin.describeTopic(r, cb)),
+    describeTopic: (r: DescribeTopicRequest) =>
+      call<DescribeTopicResponse>((cb) => s.admin.describeTopic(r, cb)),
     listOffsets: (r: ListOffsetsRequest) => call<ListOffsetsResponse>((cb) => s.log.listOffsets(r, cb)),
     getMetadata: (r: GetMetadataRequest) => call<GetMetadataResponse>((cb) => s.cluster.getMetadata(r, cb)),
   };

@@ -1,18 +1,27 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ProduceRequest, Durability } from "../../../clients/ts/src/gen/rill/v1/log.js";
-import { Compression, RecordBatch, type Record as RillRecord } from "../../../clients/ts/src/gen/rill/v1/record.js";
+import { Durability, FetchResponse, ProduceRequest } from "../../../clients/ts/src/gen/rill/v1/log.js";
+import {
+  Compression,
+  RecordBatch,
+  type Record as RillRecord,
+} from "../../../clients/ts/src/gen/rill/v1/record.js";
+import { buildFetchResponse } from "../../../server/src/rpc/codecs/fetch-response.js";
 import { decodeProduceRequestView } from "../../../server/src/rpc/codecs/produce-request.js";
 import { countRecords, MalformedBatchError } from "../../../server/src/rpc/codecs/record-batch.js";
-import { buildFetchResponse } from "../../../server/src/rpc/codecs/fetch-response.js";
-import { FetchResponse } from "../../../clients/ts/src/gen/rill/v1/log.js";
 
 const recordArb: fc.Arbitrary<RillRecord> = fc.record({
   key: fc.uint8Array({ maxLength: 16 }).map((b) => Buffer.from(b)),
   value: fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b)),
-  headers: fc.array(fc.record({ key: fc.string({ maxLength: 8 }), value: fc.uint8Array({ maxLength: 8 }).map((b) => Buffer.from(b)) }), {
-    maxLength: 3,
-  }),
+  headers: fc.array(
+    fc.record({
+      key: fc.string({ maxLength: 8 }),
+      value: fc.uint8Array({ maxLength: 8 }).map((b) => Buffer.from(b)),
+    }),
+    {
+      maxLength: 3,
+    },
+  ),
   timestampMs: fc.option(fc.bigInt({ min: 0n, max: 2n ** 62n }), { nil: undefined }),
 });
 
@@ -21,25 +30,30 @@ describe("rpc > codecs > produce request view", () => {
     // Ensures the lazy view reads topic/partition/durability and keeps field 3 as the very bytes
     // RecordBatch.encode produced, for any batch.
     fc.assert(
-      fc.property(fc.array(recordArb, { minLength: 1, maxLength: 20 }), fc.string({ maxLength: 20 }), fc.nat(1000), (records, topic, partition) => {
-        const batchBytes = RecordBatch.encode({ records }).finish();
-        const request = ProduceRequest.encode({
-          topic,
-          partition,
-          records: { records },
-          compression: Compression.COMPRESSION_NONE,
-          compressedRecords: Buffer.alloc(0),
-          recordCount: 0,
-          durability: Durability.DURABILITY_FSYNCED,
-        }).finish();
-        const view = decodeProduceRequestView(Buffer.from(request));
-        expect(view.malformed).toBeUndefined();
-        expect(view.topic).toBe(topic);
-        expect(view.partition).toBe(partition);
-        expect(view.durability).toBe(Durability.DURABILITY_FSYNCED);
-        expect(Buffer.from(view.records!).equals(Buffer.from(batchBytes))).toBe(true);
-        expect(countRecords(view.records!)).toBe(records.length);
-      }),
+      fc.property(
+        fc.array(recordArb, { minLength: 1, maxLength: 20 }),
+        fc.string({ maxLength: 20 }),
+        fc.nat(1000),
+        (records, topic, partition) => {
+          const batchBytes = RecordBatch.encode({ records }).finish();
+          const request = ProduceRequest.encode({
+            topic,
+            partition,
+            records: { records },
+            compression: Compression.COMPRESSION_NONE,
+            compressedRecords: Buffer.alloc(0),
+            recordCount: 0,
+            durability: Durability.DURABILITY_FSYNCED,
+          }).finish();
+          const view = decodeProduceRequestView(Buffer.from(request));
+          expect(view.malformed).toBeUndefined();
+          expect(view.topic).toBe(topic);
+          expect(view.partition).toBe(partition);
+          expect(view.durability).toBe(Durability.DURABILITY_FSYNCED);
+          expect(Buffer.from(view.records!).equals(Buffer.from(batchBytes))).toBe(true);
+          expect(countRecords(view.records!)).toBe(records.length);
+        },
+      ),
       { numRuns: 200 },
     );
   });
@@ -53,14 +67,20 @@ describe("rpc > codecs > produce request view", () => {
       }),
       { numRuns: 500 },
     );
-    expect(decodeProduceRequestView(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])).malformed).toMatch(/malformed/);
+    expect(decodeProduceRequestView(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])).malformed).toMatch(
+      /malformed/,
+    );
   });
 });
 
 describe("rpc > codecs > record counting", () => {
   it("rejects a batch whose record length lies", () => {
     // Ensures a record claiming more bytes than remain is refused, not counted.
-    const good = Buffer.from(RecordBatch.encode({ records: [{ key: Buffer.alloc(0), value: Buffer.from("abc"), headers: [], timestampMs: undefined }] }).finish());
+    const good = Buffer.from(
+      RecordBatch.encode({
+        records: [{ key: Buffer.alloc(0), value: Buffer.from("abc"), headers: [], timestampMs: undefined }],
+      }).finish(),
+    );
     const lying = Buffer.from(good);
     lying[1] = 100; // record length
     expect(() => countRecords(lying)).toThrow(MalformedBatchError);

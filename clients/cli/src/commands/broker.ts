@@ -4,7 +4,7 @@
  * The server is imported only when this command runs, so the client commands never load it.
  */
 import { type Command, Option } from "commander";
-import { ConfigError, flagName, envName, loadConfig, SETTINGS } from "../../../../server/src/config.js";
+import { ConfigError, envName, flagName, loadConfig, SETTINGS } from "../../../../server/src/config.js";
 
 export function registerBrokerCommand(program: Command): void {
   const cmd = program

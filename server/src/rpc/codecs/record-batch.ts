@@ -57,7 +57,8 @@ function skipField(buf: Uint8Array, wireType: number, end: number): void {
     default:
       throw new MalformedBatchError(`unsupported wire type ${wireType} at byte ${cursor}`);
   }
-  if (cursor > end) throw new MalformedBatchError(`field runs past the end of its message (byte ${cursor} > ${end})`);
+  if (cursor > end)
+    throw new MalformedBatchError(`field runs past the end of its message (byte ${cursor} > ${end})`);
 }
 
 function checkRecord(buf: Uint8Array, end: number): void {
@@ -67,7 +68,9 @@ function checkRecord(buf: Uint8Array, end: number): void {
     const wireType = tag & 7;
     if (field === 0) throw new MalformedBatchError(`field number 0 in a record at byte ${cursor}`);
     if (field <= 3 && wireType !== LEN) {
-      throw new MalformedBatchError(`record field ${field} has wire type ${wireType}, expected length-delimited`);
+      throw new MalformedBatchError(
+        `record field ${field} has wire type ${wireType}, expected length-delimited`,
+      );
     }
     if (field === 4 && wireType !== VARINT) {
       throw new MalformedBatchError(`record field timestamp_ms has wire type ${wireType}, expected varint`);
@@ -90,7 +93,8 @@ export function countRecords(buf: Uint8Array): number {
     const wireType = tag & 7;
     if (field === 0) throw new MalformedBatchError(`field number 0 at byte ${cursor}`);
     if (field === 1) {
-      if (wireType !== LEN) throw new MalformedBatchError(`records field has wire type ${wireType}, expected length-delimited`);
+      if (wireType !== LEN)
+        throw new MalformedBatchError(`records field has wire type ${wireType}, expected length-delimited`);
       const len = readVarint(buf, end);
       const recordEnd = cursor + len;
       if (recordEnd > end) {
