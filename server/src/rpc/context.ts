@@ -5,6 +5,10 @@ import type { Logger } from "../logger.js";
 export interface OpenStream {
   /** Ends the stream with UNAVAILABLE because the broker is draining. */
   drain(): void;
+  /** Bytes handed to grpc-js so far (batches and heartbeats). */
+  sentBytes: number;
+  /** True while the stream waits for the client to read (grpc-js said no more: backpressure). */
+  blocked: boolean;
 }
 
 /** What every service handler needs; one per server. */

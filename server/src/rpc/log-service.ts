@@ -217,7 +217,7 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
     if (err === undefined) call.end();
     else call.emit("error", toServiceError(err, ctx.logger));
   };
-  const stream: OpenStream = { drain: () => end(new ShuttingDownError()) };
+  const stream: OpenStream = { drain: () => end(new ShuttingDownError()), sentBytes: 0, blocked: false };
   call.once("cancelled", () => end());
   call.once("error", () => end());
   try {
@@ -248,6 +248,7 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
         if (!woke && !ended)
           await write(
             call,
+            stream,
             buildFetchResponse(Buffer.alloc(0), partition.highWatermark, partition.logStartOffset),
             abort.signal,
           );
@@ -256,13 +257,16 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
       const read = await partition.log.read(next, maxBytes, stopAt);
       if (ended) break;
       if (read.batchCount === 0) {
-        // Nothing readable below the high watermark yet (should not happen); wait instead of spinning.
-        await partition.waitForData(read.nextOffset, config.fetchHeartbeatMs, abort.signal);
-        continue;
+        // Storage returns at least one whole batch for any offset below the high watermark; if it
+        // ever does not, fail the stream rather than spin.
+        throw new Error(
+          `no batch readable at offset ${next} below the high watermark ${partition.highWatermark}`,
+        );
       }
       next = read.nextOffset;
       await write(
         call,
+        stream,
         buildFetchResponse(read.data, partition.highWatermark, partition.logStartOffset),
         abort.signal,
       );
@@ -277,14 +281,19 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
 /** Writes one response, waiting for `drain` when gRPC's buffer is full (bounded memory per stream). */
 async function write(
   call: ServerWritableStream<FetchRequest, Buffer>,
+  stream: OpenStream,
   message: Buffer,
   signal: AbortSignal,
 ): Promise<void> {
+  stream.sentBytes += message.length;
   if (call.write(message)) return;
+  stream.blocked = true;
   try {
     await once(call, "drain", { signal });
   } catch {
     // aborted: the stream is ending
+  } finally {
+    stream.blocked = false;
   }
 }
 
