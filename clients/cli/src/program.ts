@@ -1,0 +1,26 @@
+/**
+ * The `rill` program: global options and every subcommand. Built here, run by main.ts, so tests can
+ * build it without running it.
+ */
+import { Command, Option } from "commander";
+import { registerBrokerCommand } from "./commands/broker.js";
+import { registerConsumeCommand } from "./commands/consume.js";
+import { registerProduceCommand } from "./commands/produce.js";
+import { registerTopicCommands } from "./commands/topic.js";
+import { DEFAULT_BROKER } from "./context.js";
+
+export function buildProgram(): Command {
+  const program = new Command("rill")
+    .description("Rill: a log broker in the spirit of the 2011 Kafka paper, served over gRPC")
+    .addOption(
+      new Option("-b, --broker <host:port>", "broker to talk to").env("RILL_BROKER").default(DEFAULT_BROKER),
+    )
+    .option("-v, --verbose", "log the client's retries and reconnects to stderr")
+    .showHelpAfterError()
+    .configureOutput({ outputError: (s, write) => write(s.startsWith("error:") ? `rill: ${s}` : s) });
+  registerTopicCommands(program);
+  registerProduceCommand(program);
+  registerConsumeCommand(program);
+  registerBrokerCommand(program);
+  return program;
+}

@@ -1,0 +1,207 @@
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { randomTopic, startTestBroker, type TestBroker } from "./helpers/broker.js";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const bin = join(root, "bin", "rill.js");
+
+let broker: TestBroker;
+let scratch: string;
+const children = new Set<ChildProcess>();
+
+interface Run {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** Runs `rill args...` with `input` on stdin; bounded by `timeoutMs`, killed by PID if it overruns. */
+function rill(args: string[], input?: Buffer | string, timeoutMs = 30_000): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args, "--broker", broker.address], {
+      cwd: root,
+      stdio: ["pipe", "pipe", "pipe"],
+      env: { ...process.env, RILL_BROKER: "" },
+    });
+    children.add(child);
+    const out: Buffer[] = [];
+    let err = "";
+    child.stdout!.on("data", (c: Buffer) => out.push(c));
+    child.stderr!.on("data", (c: Buffer) => {
+      err += c.toString();
+    });
+    const timer = setTimeout(() => {
+      if (child.pid !== undefined) process.kill(child.pid, "SIGKILL");
+      reject(new Error(`rill ${args.join(" ")} timed out; stderr: ${err}`));
+    }, timeoutMs);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      children.delete(child);
+      resolve({ code, stdout: Buffer.concat(out), stderr: err });
+    });
+    child.stdin!.on("error", () => {}); // the command may exit before reading everything
+    child.stdin!.end(input ?? "");
+  });
+}
+
+beforeAll(async () => {
+  // `npm test` builds before running; build here too when the compiled CLI is missing.
+  if (!existsSync(join(root, "dist", "clients", "cli", "src", "main.js"))) {
+    execFileSync("npm", ["run", "build"], { cwd: root, stdio: "ignore" });
+  }
+  broker = await startTestBroker();
+  scratch = await mkdtemp(join(tmpdir(), "rill-cli-"));
+}, 120_000);
+
+afterEach(() => {
+  for (const c of children) if (c.pid !== undefined && c.exitCode === null) process.kill(c.pid, "SIGKILL");
+  children.clear();
+});
+
+afterAll(async () => {
+  await broker?.stop();
+  if (scratch) await rm(scratch, { recursive: true, force: true });
+});
+
+describe("client > cli > end to end", () => {
+  it("produces stdin lines and consumes them back byte-exact", async () => {
+    // Ensures `rill produce` then `rill consume --max N` round-trips arbitrary line bytes unchanged.
+    const topic = randomTopic("cli");
+    const created = await rill(["topic", "create", topic, "--partitions", "1"]);
+    expect(created.code, created.stderr).toBe(0);
+    const lines: Buffer[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      lines.push(
+        Buffer.concat([
+          Buffer.from(`line ${i} `),
+          Buffer.from([0xff, 0x00, 0xc3, i % 256 === 0x0a ? 0x0b : i % 256, 0x0d]),
+        ]),
+      );
+    }
+    lines.push(Buffer.alloc(0)); // an empty line is an empty record
+    lines.push(Buffer.from("last"));
+    const input = Buffer.concat(lines.flatMap((l) => [l, Buffer.from("\n")]));
+    const produced = await rill(["produce", topic], input);
+    expect(produced.code, produced.stderr).toBe(0);
+    expect(produced.stderr).toContain(`produced ${lines.length} records to "${topic}"`);
+    expect(produced.stderr).toContain(`partition 0: ${lines.length} records, offsets 0..${lines.length - 1}`);
+
+    const consumed = await rill(["consume", topic, "--max", String(lines.length)]);
+    expect(consumed.code, consumed.stderr).toBe(0);
+    expect(consumed.stdout.length).toBe(input.length);
+    expect(Buffer.compare(consumed.stdout, input)).toBe(0);
+
+    // Without --max and --follow, consume stops at the high watermark.
+    const all = await rill(["consume", topic]);
+    expect(all.code).toBe(0);
+    expect(Buffer.compare(all.stdout, input)).toBe(0);
+  });
+
+  it("splits keys, reads a file and prints JSON lines", async () => {
+    // Ensures --key-separator, --file and --format json produce the documented output.
+    const topic = randomTopic("json");
+    const file = join(scratch, "input.txt");
+    await writeFile(file, Buffer.concat([Buffer.from("k1=v1\nno key\nk2=a=b\n"), Buffer.from([0x80, 0x0a])]));
+    const produced = await rill(["produce", topic, "--file", file, "--key-separator", "="]);
+    expect(produced.code, produced.stderr).toBe(0);
+    const consumed = await rill(["consume", topic, "--format", "json", "--from", "0"]);
+    expect(consumed.code, consumed.stderr).toBe(0);
+    const rows = consumed.stdout
+      .toString()
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(rows.map((r) => [r.offset, r.key, r.value])).toEqual([
+      ["0", "k1", "v1"],
+      ["1", null, "no key"],
+      ["2", "k2", "a=b"],
+      ["3", null, Buffer.from([0x80]).toString("base64")],
+    ]);
+    expect(rows[3]!.valueEncoding).toBe("base64");
+    expect(rows[0]).toMatchObject({ topic, partition: 0, headers: [] });
+    expect(typeof rows[0]!.timestamp).toBe("number");
+  });
+
+  it("fails with one clear line and a non-zero code for a missing topic", async () => {
+    // Ensures errors print a single actionable line on stderr and exit non-zero.
+    const topic = randomTopic("missing");
+    const r = await rill(["consume", topic]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`rill: topic "${topic}" not found — create it with: rill topic create ${topic}\n`);
+    const d = await rill(["topic", "describe", topic]);
+    expect(d.code).toBe(1);
+    expect(d.stderr.trim().split("\n")).toHaveLength(1);
+  });
+
+  it("lists, describes and deletes topics", async () => {
+    // Ensures the topic subcommands print their tables and apply --config.
+    const topic = randomTopic("adm");
+    expect((await rill(["topic", "create", topic, "-p", "2", "--config", "retention.ms=1000"])).code).toBe(0);
+    const list = await rill(["topic", "list"]);
+    expect(list.stdout.toString()).toMatch(new RegExp(`^${topic}\\s+2$`, "m"));
+    const describe = await rill(["topic", "describe", topic]);
+    expect(describe.stdout.toString()).toMatch(/retention\.ms\s+1000/);
+    expect(describe.stdout.toString()).toMatch(/^1\s+0\s+0/m);
+    const bad = await rill(["topic", "create", randomTopic("bad"), "--config", "nope=1"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^rill: unknown config key "nope"/);
+    expect((await rill(["topic", "delete", topic])).code).toBe(0);
+    expect((await rill(["topic", "describe", topic])).code).toBe(1);
+  });
+
+  it("ends quietly when stdout is closed early", async () => {
+    // Ensures `rill consume ... | head` (EPIPE) exits 0 without an error message.
+    const topic = randomTopic("pipe");
+    const lines = `${Array.from({ length: 200_000 }, (_, i) => `record-${i}`).join("\n")}\n`;
+    expect((await rill(["produce", topic, "-q"], lines, 60_000)).code).toBe(0);
+    const result = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [bin, "consume", topic, "--broker", broker.address], {
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      children.add(child);
+      let stderr = "";
+      child.stderr!.on("data", (c: Buffer) => {
+        stderr += c.toString();
+      });
+      child.stdout!.once("data", () => child.stdout!.destroy());
+      const timer = setTimeout(
+        () => reject(new Error("consume did not exit after its stdout closed")),
+        30_000,
+      );
+      child.on("close", (code) => {
+        clearTimeout(timer);
+        resolve({ code, stderr });
+      });
+    });
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+  });
+
+  it("stops a following consumer cleanly on SIGINT", async () => {
+    // Ensures --follow prints new records and SIGINT ends it with exit code 0.
+    const topic = randomTopic("follow");
+    expect((await rill(["topic", "create", topic])).code).toBe(0);
+    const child = spawn(process.execPath, [bin, "consume", topic, "--follow", "--broker", broker.address], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    children.add(child);
+    let out = "";
+    child.stdout!.on("data", (c: Buffer) => {
+      out += c.toString();
+    });
+    const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await rill(["produce", topic, "-q"], "tail-1\ntail-2\n")).code).toBe(0);
+    const deadline = Date.now() + 10_000;
+    while (!out.includes("tail-2") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(out).toBe("tail-1\ntail-2\n");
+    process.kill(child.pid!, "SIGINT");
+    expect(await closed).toBe(0);
+  });
+});

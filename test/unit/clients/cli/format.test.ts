@@ -1,0 +1,114 @@
+import { describe, expect, it } from "vitest";
+import { jsonLine, parseFrom, render } from "../../../../clients/cli/src/commands/consume.js";
+import { formatSummary, recordMaker, splitLines } from "../../../../clients/cli/src/commands/produce.js";
+import { formatTable } from "../../../../clients/cli/src/commands/topic.js";
+import { CliError, describeError } from "../../../../clients/cli/src/context.js";
+import {
+  BrokerUnavailableError,
+  type ConsumedRecord,
+  TopicExistsError,
+  TopicNotFoundError,
+} from "../../../../clients/ts/src/index.js";
+
+function rec(value: Buffer | string, key: Buffer | string | null = null): ConsumedRecord {
+  return {
+    topic: "t",
+    partition: 1,
+    offset: 12345678901234n,
+    key: key === null ? null : Buffer.from(key),
+    value: Buffer.from(value),
+    headers: [],
+    timestamp: 1_700_000_000_000,
+  };
+}
+
+describe("client > cli > produce input", () => {
+  it("splits lines on \\n only and keeps the unterminated rest", () => {
+    // Ensures line splitting is byte-exact: \r stays, empty lines are records, the tail waits.
+    const { records, rest } = splitLines(Buffer.from("a\r\n\nb\npartial"), recordMaker(undefined, undefined));
+    expect(records.map((r) => (r.value as Buffer).toString())).toEqual(["a\r", "", "b"]);
+    expect(rest?.toString()).toBe("partial");
+    expect(splitLines(Buffer.from("x\n"), recordMaker(undefined, undefined)).rest).toBeNull();
+  });
+
+  it("splits the key at the first separator and applies --partition", () => {
+    // Ensures --key-separator splits once and lines without it have no key.
+    const make = recordMaker("::", 2);
+    expect(make(Buffer.from("k::v::w"))).toMatchObject({ partition: 2 });
+    const r = make(Buffer.from("k::v::w"));
+    expect([(r.key as Buffer).toString(), (r.value as Buffer).toString()]).toEqual(["k", "v::w"]);
+    expect(make(Buffer.from("no separator")).key).toBeUndefined();
+  });
+
+  it("summarizes offsets per partition", () => {
+    // Ensures the end-of-run summary lists each partition's count and offset range.
+    const s = formatSummary(
+      "orders",
+      new Map([
+        [1, { count: 1, min: 7n, max: 7n, unknown: 0 }],
+        [0, { count: 3, min: 0n, max: 2n, unknown: 0 }],
+      ]),
+    );
+    expect(s).toBe(
+      'produced 4 records to "orders"\n  partition 0: 3 records, offsets 0..2\n  partition 1: 1 record, offset 7\n',
+    );
+  });
+});
+
+describe("client > cli > consume output", () => {
+  it("renders text as raw values, one per line", () => {
+    // Ensures text output is the value bytes exactly, each followed by a newline.
+    const out = render([rec(Buffer.from([0xff, 0x00])), rec("b")], "text");
+    expect([...out]).toEqual([0xff, 0x00, 0x0a, 0x62, 0x0a]);
+  });
+
+  it("renders JSON with string offsets and base64 for non-UTF-8 bytes", () => {
+    // Ensures JSON lines keep 64-bit offsets exact and mark binary fields.
+    expect(JSON.parse(jsonLine(rec("héllo", "k")))).toEqual({
+      topic: "t",
+      partition: 1,
+      offset: "12345678901234",
+      key: "k",
+      value: "héllo",
+      headers: [],
+      timestamp: 1_700_000_000_000,
+    });
+    const bin = JSON.parse(
+      jsonLine({ ...rec(Buffer.from([0xc3])), headers: [{ key: "h", value: Buffer.from([0xff]) }] }),
+    );
+    expect(bin).toMatchObject({
+      key: null,
+      value: "ww==",
+      valueEncoding: "base64",
+      headers: [{ key: "h", value: "/w==", encoding: "base64" }],
+    });
+  });
+
+  it("parses --from", () => {
+    // Ensures every documented --from form is accepted and anything else is a usage error.
+    expect(parseFrom(undefined)).toBe("earliest");
+    expect(parseFrom("latest")).toBe("latest");
+    expect(parseFrom("42")).toBe(42n);
+    expect(parseFrom("2024-01-02T03:04:05Z")).toEqual(new Date("2024-01-02T03:04:05Z"));
+    expect(() => parseFrom("yesterday")).toThrow(CliError);
+  });
+});
+
+describe("client > cli > messages", () => {
+  it("gives one actionable line per failure", () => {
+    // Ensures the common failures read as plain advice.
+    expect(describeError(new TopicNotFoundError("no such topic"), { topic: "x" })).toBe(
+      'topic "x" not found — create it with: rill topic create x',
+    );
+    expect(describeError(new TopicExistsError("exists"), { topic: "x" })).toBe('topic "x" already exists');
+    expect(
+      describeError(new BrokerUnavailableError("connect ECONNREFUSED. Resolution note: "), { broker: "h:1" }),
+    ).toBe("cannot reach the broker at h:1 (connect ECONNREFUSED) — is it running? (rill broker starts one)");
+    expect(
+      formatTable([
+        ["A", "BB"],
+        ["ccc", "d"],
+      ]),
+    ).toBe("A    BB\nccc  d\n");
+  });
+});
