@@ -22,7 +22,7 @@ export interface LogConfig {
 }
 
 /** Compression codec numbers, identical to the proto enum rill.v1.Compression. */
-export const enum CompressionCode {
+export enum CompressionCode {
   Unspecified = 0,
   None = 1,
   Gzip = 2,
@@ -96,28 +96,51 @@ export interface PartitionLog {
   readonly recovery: RecoveryReport;
 
   /**
-   * Appends batches in order, synchronously (page cache). Offsets are assigned densely. Rolls a
-   * new segment first when needed. Several inputs are written with one vectored write.
-   * Throws BatchTooLargeError if one frame would not fit in segment.bytes... (see docs).
+   * Appends batches in order, synchronously (page cache). Offsets are assigned densely: batch i
+   * gets the log end offset, which then grows by its recordCount; all batches of one call share one
+   * append time, max(clock.now(), the previous append time). Rolls a new segment first when the
+   * active one would grow past segment.bytes or its first batch is older than segment.ms; a frame
+   * larger than segment.bytes goes alone into a fresh segment (max.batch.bytes is the broker's
+   * check). Inputs bound for the same segment are written with one vectored write, zero-copy.
+   * All-or-nothing: on an I/O error (ENOSPC, EIO, short write) the files are cut back, the log is
+   * left as it was and the error is rethrown. Throws RangeError/TypeError for a malformed input
+   * (recordCount < 1, compression outside 0..127) and BatchTooLargeError only past the format's
+   * hard limit (MAX_FRAME_BYTES, 2 GiB - 1), before writing anything.
    */
   append(inputs: readonly AppendInput[]): AppendResult[];
 
   /**
    * Reads whole frames starting with the batch that contains `offset`, up to `maxBytes` of frames
    * (at least one whole frame even if it is larger), never past `upTo` (exclusive, defaults to
-   * logEndOffset). Throws OffsetOutOfRangeError if offset < logStartOffset or > logEndOffset.
-   * Verifies each returned frame's CRC; throws CorruptBatchError naming file and position if the
-   * first frame is bad (a later bad frame ends the read early, so the good prefix is served).
+   * logEndOffset): a batch is returned only if it ends at or before upTo, so a read at an offset
+   * whose batch straddles upTo is empty. A read may stop at a segment's end; the caller loops from
+   * nextOffset. Throws OffsetOutOfRangeError if offset < logStartOffset or > logEndOffset (also
+   * when retention deletes the segment before the read takes hold of it; a read already under way
+   * finishes). Verifies each returned frame's CRC; throws CorruptBatchError naming file and
+   * position if the first frame is bad (a later bad frame ends the read early, so the good prefix
+   * is served). If recovery left a hole of lost offsets, a read inside it starts at the first
+   * batch after the hole.
    */
   read(offset: bigint, maxBytes: number, upTo?: bigint): Promise<ReadResult>;
 
-  /** The first offset of the first batch appended at/after timestampMs, or null if none. */
+  /**
+   * The base offset of the first batch whose append time is >= timestampMs, or null if none. A
+   * time before the oldest retained batch gives logStartOffset's batch.
+   */
   offsetForTimestamp(timestampMs: number): Promise<bigint | null>;
 
-  /** fsyncs everything appended so far; resolves with the log end offset it covers. */
+  /**
+   * fsyncs everything appended so far (the .log and index files of every segment written since
+   * the last flush, rolled ones included); resolves with the log end offset it covers. Calls made
+   * while an fsync runs share the single next one.
+   */
   flush(): Promise<bigint>;
 
-  /** Applies retention.ms and retention.bytes; returns the number of segments deleted. */
+  /**
+   * Applies retention.ms and retention.bytes to whole closed segments, never the last one (an
+   * expired non-empty active segment is rolled first); returns the number of segments deleted.
+   * logStartOffset moves synchronously, before the files are gone.
+   */
   applyRetention(): Promise<number>;
 
   /** Flushes and closes every file. Further calls throw LogClosedError. */

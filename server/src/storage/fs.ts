@@ -1,0 +1,142 @@
+/**
+ * The file-system seam of storage: exactly the node:fs calls storage makes, and nothing else.
+ *
+ * Tests wrap `nodeFileSystem` to inject faults (ENOSPC, EIO, short writes) at any call. The split
+ * between sync and async calls is deliberate:
+ *
+ * - Sync: the append path (open a new segment on roll, vectored write, truncate back after a failed
+ *   write, close/unlink a segment created by a failed append). Appends are synchronous writes to the
+ *   page cache, so a partition's batches are ordered by the order their requests were handled.
+ * - Async: everything that may wait on the disk (reads of cold data, fsync, directory work), so it
+ *   never blocks the event loop.
+ *
+ * File descriptors are plain numbers (node:fs's classic API), so sync and async calls can share
+ * one descriptor. Positions are byte offsets from the start of the file; every write and read in
+ * storage is positional (never O_APPEND, which would ignore the position on Linux).
+ */
+import * as nodeFs from "node:fs";
+
+/** The subset of node:fs storage uses. Implementations must keep node:fs's semantics and errors. */
+export interface FileSystem {
+  /** Opens `path` with numeric flags (e.g. O_RDWR | O_CREAT); returns a descriptor. */
+  openSync(path: string, flags: number, mode?: number): number;
+  /**
+   * Writes `buffers` in order at `position`; returns the bytes written, which may be fewer than
+   * asked (callers loop). Throws on error; bytes before the error may already be in the file.
+   */
+  writevSync(fd: number, buffers: readonly NodeJS.ArrayBufferView[], position: number): number;
+  /** Cuts (or extends with zeros) the file to `length` bytes. */
+  ftruncateSync(fd: number, length: number): void;
+  /** The file's current size in bytes. */
+  fstatSync(fd: number): { size: number };
+  closeSync(fd: number): void;
+  unlinkSync(path: string): void;
+
+  /** Reads up to `length` bytes at `position` into `buffer[offset..]`; resolves with bytes read (0 at EOF). */
+  read(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number>;
+  /** Flushes the file's data and metadata to stable storage. */
+  fsync(fd: number): Promise<void>;
+  close(fd: number): Promise<void>;
+  unlink(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  /** Creates the directory and its parents (mkdir -p); no error if it exists. */
+  mkdir(path: string): Promise<void>;
+  /** Names of the directory's entries (not paths). */
+  readdir(path: string): Promise<string[]>;
+  /** Removes a file or a directory tree (rm -rf); no error if it does not exist. */
+  rm(path: string): Promise<void>;
+}
+
+function promisify<T>(
+  start: (done: (err: NodeJS.ErrnoException | null, value: T) => void) => void,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    start((err, value) => (err ? reject(err) : resolve(value)));
+  });
+}
+
+/** The real thing: node:fs. */
+export const nodeFileSystem: FileSystem = {
+  openSync: (path, flags, mode) => nodeFs.openSync(path, flags, mode ?? 0o644),
+  writevSync: (fd, buffers, position) => nodeFs.writevSync(fd, buffers, position),
+  ftruncateSync: (fd, length) => nodeFs.ftruncateSync(fd, length),
+  fstatSync: (fd) => ({ size: nodeFs.fstatSync(fd).size }),
+  closeSync: (fd) => nodeFs.closeSync(fd),
+  unlinkSync: (path) => nodeFs.unlinkSync(path),
+  read: (fd, buffer, offset, length, position) =>
+    promisify<number>((done) => nodeFs.read(fd, buffer, offset, length, position, done)),
+  fsync: (fd) => promisify<void>((done) => nodeFs.fsync(fd, (err) => done(err, undefined))),
+  close: (fd) => promisify<void>((done) => nodeFs.close(fd, (err) => done(err ?? null, undefined))),
+  unlink: (path) => nodeFs.promises.unlink(path),
+  rename: (from, to) => nodeFs.promises.rename(from, to),
+  mkdir: async (path) => {
+    await nodeFs.promises.mkdir(path, { recursive: true });
+  },
+  readdir: (path) => nodeFs.promises.readdir(path),
+  rm: (path) => nodeFs.promises.rm(path, { recursive: true, force: true }),
+};
+
+/** Flags for a segment or index file: read/write, created if missing, never O_APPEND. */
+export const OPEN_READ_WRITE = nodeFs.constants.O_RDWR | nodeFs.constants.O_CREAT;
+
+/** Flags for a fresh segment file: like OPEN_READ_WRITE, and any leftover content is discarded. */
+export const OPEN_TRUNCATE = OPEN_READ_WRITE | nodeFs.constants.O_TRUNC;
+
+/**
+ * Writes every byte of `buffers` at `position`, looping over short writes (a writev writes at most
+ * IOV_MAX buffers at a time, and a nearly full disk may accept part of a write). Throws the first
+ * error; the file may then hold part of the data, which the caller must cut off.
+ */
+export function writeFully(
+  fs: FileSystem,
+  fd: number,
+  buffers: readonly Uint8Array[],
+  position: number,
+): number {
+  let total = 0;
+  for (const b of buffers) total += b.byteLength;
+  let written = 0;
+  let pending: readonly Uint8Array[] = buffers;
+  while (written < total) {
+    const n = fs.writevSync(fd, pending, position + written);
+    if (!(n > 0)) {
+      throw Object.assign(new Error(`write of ${total - written} bytes made no progress`), { code: "EIO" });
+    }
+    written += n;
+    if (written < total) pending = dropPrefix(pending, n);
+  }
+  return written;
+}
+
+/** `buffers` without their first `bytes` bytes (views, no copies). */
+function dropPrefix(buffers: readonly Uint8Array[], bytes: number): Uint8Array[] {
+  let skip = bytes;
+  let i = 0;
+  while (i < buffers.length && skip >= buffers[i]!.byteLength) {
+    skip -= buffers[i]!.byteLength;
+    i++;
+  }
+  const rest = buffers.slice(i);
+  if (skip > 0 && rest.length > 0) rest[0] = rest[0]!.subarray(skip);
+  return rest;
+}
+
+/**
+ * Reads `length` bytes at `position`, looping over short reads. Returns fewer bytes only if the
+ * file ends first.
+ */
+export async function readFully(
+  fs: FileSystem,
+  fd: number,
+  position: number,
+  length: number,
+): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const n = await fs.read(fd, buffer, done, length - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done === length ? buffer : buffer.subarray(0, done);
+}
