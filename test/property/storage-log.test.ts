@@ -1,4 +1,4 @@
-import { appendFileSync, statSync, truncateSync } from "node:fs";
+import { appendFileSync, readFileSync, statSync, truncateSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { isFrameProblem, parseFrameHeader } from "../../server/src/storage/batch-frame.js";
@@ -178,10 +178,13 @@ describe("storage > recovery > property", () => {
             const ends = framePositions(path).map((_, i, all) => all[i + 1] ?? size);
             const keptFrames = ends.filter((end) => end <= cut);
             const kept = keptFrames.at(-1) ?? 0;
+            // Garbage must not re-create the bytes it replaces (a 1-byte garbage equal to the cut
+            // byte restores the original file): make its first byte differ from the original.
+            if (garbage.length > 0 && cut < size) garbage[0] = readFileSync(path)[cut]! ^ 0xff;
             truncateSync(path, cut);
             appendFileSync(path, garbage);
             log = await h.open({ cleanShutdown: false });
-            // Garbage that happens to continue the log validly is vanishingly unlikely; CRC catches it.
+            // Garbage that continues the log validly would need a whole frame with a matching CRC.
             expect(log.recovery.truncatedBytes).toBe(cut + garbage.length - kept);
             expect(statSync(path).size).toBe(kept);
             const survivors = await readAll(log);
