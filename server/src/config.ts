@@ -36,6 +36,7 @@ export interface BrokerConfig {
   fetchMaxBytes: number;
   maxReceiveMessageBytes: number;
   maxRecordsPerBatch: number;
+  maxBatchesPerProduceStream: number;
   shutdownTimeoutMs: number;
   retentionCheckIntervalMs: number;
   topicDefaults: TopicSettings;
@@ -59,6 +60,8 @@ export interface SettingSpec {
 const MiB = 1024 * 1024;
 const DAY_MS = 24 * 60 * 60 * 1000;
 const INT_MAX = Number.MAX_SAFE_INTEGER;
+/** Node clamps longer timer delays to 1 ms. */
+const TIMER_MAX = 2 ** 31 - 1;
 
 export const SETTINGS: readonly SettingSpec[] = [
   {
@@ -151,6 +154,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     doc: "most records one produced batch may hold",
   },
   {
+    key: "max.batches.per.produce.stream",
+    kind: "int",
+    default: "100000",
+    min: 1,
+    max: 10_000_000,
+    target: "maxBatchesPerProduceStream",
+    doc: "most batches one Produce stream may carry (its single response lists them all)",
+  },
+  {
     key: "shutdown.timeout.ms",
     kind: "int",
     default: "10000",
@@ -218,7 +230,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     kind: "int",
     default: "1000",
     min: -1,
-    max: INT_MAX,
+    max: TIMER_MAX,
     target: "topic.flushMs",
     doc: "fsync at most this long after an unflushed append (-1 = no time trigger)",
   },
@@ -333,12 +345,25 @@ export function loadConfig(
   Object.assign(config.topicDefaults as object, topicDefaults ?? {});
   const result = config as unknown as BrokerConfig;
   parseListen(result.listen);
+  if (result.topicDefaults.maxBatchBytes > maxBatchBytesAllowed(result)) {
+    throw new ConfigError(
+      `max.batch.bytes (${result.topicDefaults.maxBatchBytes}) must leave ${REQUEST_OVERHEAD_BYTES} bytes of request overhead under max.receive.message.bytes (${result.maxReceiveMessageBytes})`,
+    );
+  }
   if (result.fetchDefaultMaxBytes > result.fetchMaxBytes) {
     throw new ConfigError(
       `fetch.default.max.bytes (${result.fetchDefaultMaxBytes}) must not exceed fetch.max.bytes (${result.fetchMaxBytes})`,
     );
   }
   return result;
+}
+
+/** Room a ProduceRequest needs besides its batch (topic name, scalars, tags). */
+export const REQUEST_OVERHEAD_BYTES = 1024;
+
+/** The largest max.batch.bytes a batch can actually arrive with under max.receive.message.bytes. */
+export function maxBatchBytesAllowed(config: Pick<BrokerConfig, "maxReceiveMessageBytes">): number {
+  return config.maxReceiveMessageBytes - REQUEST_OVERHEAD_BYTES;
 }
 
 /** Splits `host:port` (IPv6 as `[::1]:port`); throws ConfigError when malformed. */

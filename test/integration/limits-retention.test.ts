@@ -37,6 +37,40 @@ describe("integration > limits", () => {
     s.close();
   });
 
+  it("caps the batches of one Produce stream and says how many were appended", async () => {
+    // Ensures a stream's single response stays bounded: past the cap the call fails with
+    // RESOURCE_EXHAUSTED and the trailer counts the batches that landed.
+    tb = await startTestBroker({ maxBatchesPerProduceStream: 3 });
+    const s = stubs(tb.address);
+    const topic = randomTopic();
+    const out = await produce(
+      s.log,
+      Array.from({ length: 5 }, (_, i) => produceRequest(topic, 0, [record(`v${i}`)])),
+    );
+    expect(out.error?.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(out.error?.details).toMatch(/open another/);
+    expect(out.trailers?.get("rill-appended-batches")).toEqual(["3"]);
+    expect((await api(s).describeTopic({ topic })).topic!.partitions[0]!.highWatermark).toBe(3n);
+    s.close();
+  });
+
+  it("creates no topic for a refused oversized first batch, and no topic whose batches could never arrive", async () => {
+    // Ensures auto-create happens only for a batch that will be appended, and that
+    // max.batch.bytes cannot be set above what max.receive.message.bytes lets through.
+    tb = await startTestBroker({ topicDefaults: { maxBatchBytes: 1024 } });
+    const s = stubs(tb.address);
+    const topic = randomTopic();
+    const out = await produce(s.log, [produceRequest(topic, 0, [record(Buffer.alloc(4096))])]);
+    expect(out.error?.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect((await api(s).listTopics()).topics.map((t) => t.topic)).not.toContain(topic);
+    const tooBig = await api(s)
+      .createTopic({ topic, partitions: 1, config: { maxBatchBytes: 64n * 1024n * 1024n } })
+      .catch((e) => e);
+    expect(tooBig.code).toBe(status.INVALID_ARGUMENT);
+    expect(tooBig.details).toMatch(/max\.receive\.message\.bytes/);
+    s.close();
+  });
+
   it("refuses produces to unknown topics when auto-create is off", async () => {
     // Ensures auto.create.topics=false turns a first produce into NOT_FOUND with the fix in the message.
     tb = await startTestBroker({ autoCreateTopics: false });

@@ -288,13 +288,17 @@ describe("integration > admin and cluster", () => {
 describe("integration > log service > receive limit", () => {
   it("refuses a message over max.receive.message.bytes with RESOURCE_EXHAUSTED and appends nothing", async () => {
     // Ensures the transport limit is enforced before any state changes.
-    const small = await startTestBroker({ maxReceiveMessageBytes: 64 * 1024 });
+    const small = await startTestBroker({
+      maxReceiveMessageBytes: 64 * 1024,
+      topicDefaults: { maxBatchBytes: 32 * 1024 },
+    });
     const c = stubs(small.address);
     try {
       const topic = randomTopic();
       await api(c).createTopic({ topic, partitions: 1, config: undefined });
       const out = await produce(c.log, [produceRequest(topic, 0, [record(Buffer.alloc(100 * 1024))])]);
       expect(out.error?.code).toBe(status.RESOURCE_EXHAUSTED);
+      expect(out.error?.details).toMatch(/larger than max/); // grpc-js's limit, not max.batch.bytes
       const d = await api(c).describeTopic({ topic });
       expect(d.topic!.partitions[0]!.highWatermark).toBe(0n);
     } finally {

@@ -16,16 +16,23 @@ import {
   Channel,
   type ChannelCredentials,
   type ChannelOptions,
+  type ClientReadableStream,
   type ClientWritableStream,
   credentials as grpcCredentials,
   Metadata,
   makeGenericClientConstructor,
   type ServiceError,
 } from "@grpc/grpc-js";
+import { decodeFetchResponse, type RawFetchResponse } from "./consumer/fetch-decoder.js";
 import { fromGrpcError, InvalidArgumentError } from "./errors.js";
 import { AdminServiceClient } from "./gen/rill/v1/admin.js";
 import { ClusterServiceClient } from "./gen/rill/v1/cluster.js";
-import { LogServiceClient, LogServiceService, type ProduceResponse } from "./gen/rill/v1/log.js";
+import {
+  type FetchRequest,
+  LogServiceClient,
+  LogServiceService,
+  type ProduceResponse,
+} from "./gen/rill/v1/log.js";
 
 /** Channel options every connection starts from; `ConnectionOptions.channelOptions` overrides them. */
 export const DEFAULT_CHANNEL_OPTIONS: Readonly<ChannelOptions> = Object.freeze({
@@ -84,6 +91,24 @@ const RawProduceClientCtor = makeGenericClientConstructor(
   options: Record<string, unknown>,
 ) => RawProduceClient;
 
+/**
+ * The Fetch method with a response deserializer that leaves the batches encoded: the consumer
+ * decodes their records itself, without the generated per-record objects and copies.
+ */
+export interface RawFetchClient {
+  fetch(request: FetchRequest, metadata: Metadata): ClientReadableStream<RawFetchResponse>;
+  close(): void;
+}
+
+const RawFetchClientCtor = makeGenericClientConstructor(
+  { fetch: { ...LogServiceService.fetch, responseDeserialize: decodeFetchResponse } },
+  "rill.v1.LogService",
+) as unknown as new (
+  address: string,
+  credentials: ChannelCredentials,
+  options: Record<string, unknown>,
+) => RawFetchClient;
+
 /** Checks a `host:port` (or `[v6]:port`) broker address and returns it trimmed. */
 export function parseBrokerAddress(address: string): string {
   const a = address.trim();
@@ -110,6 +135,7 @@ export class Connection {
   readonly channel: Channel;
   readonly log: LogServiceClient;
   readonly rawProduce: RawProduceClient;
+  readonly rawFetch: RawFetchClient;
   readonly admin: AdminServiceClient;
   readonly cluster: ClusterServiceClient;
   private readonly staticMetadata: Record<string, string>;
@@ -123,6 +149,7 @@ export class Connection {
     const clientOptions = { channelOverride: this.channel };
     this.log = new LogServiceClient(this.address, creds, clientOptions);
     this.rawProduce = new RawProduceClientCtor(this.address, creds, clientOptions);
+    this.rawFetch = new RawFetchClientCtor(this.address, creds, clientOptions);
     this.admin = new AdminServiceClient(this.address, creds, clientOptions);
     this.cluster = new ClusterServiceClient(this.address, creds, clientOptions);
     this.staticMetadata = { ...options.metadata };

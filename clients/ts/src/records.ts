@@ -21,7 +21,10 @@ export interface RecordHeader {
   value: Buffer;
 }
 
-/** A record read from a partition. */
+/**
+ * A record read from a partition. The consumer hands out `key`, `value` and header values as views
+ * into the Fetch response they came in (no copy): keeping a record keeps that response's bytes.
+ */
 export interface ConsumedRecord {
   topic: string;
   partition: number;

@@ -10,12 +10,13 @@
  * has been fsynced and closed.
  */
 import { randomUUID } from "node:crypto";
-import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { type Clock, systemClock } from "../clock.js";
 import type { BrokerConfig } from "../config.js";
 import type { Logger } from "../logger.js";
-import { TopicRegistry, writeFileDurably } from "./topic-registry.js";
+import { syncDir, writeFileDurably } from "./durable-fs.js";
+import { TopicRegistry } from "./topic-registry.js";
 
 const CLEAN_MARKER = "clean-shutdown";
 
@@ -103,14 +104,5 @@ async function exists(path: string): Promise<boolean> {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const d = await open(dir, "r");
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
   }
 }

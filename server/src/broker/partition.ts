@@ -71,10 +71,14 @@ export class Partition {
   sync(): Promise<void> {
     if (!this.flushing) return this.startFlush();
     if (!this.nextFlush) {
-      this.nextFlush = this.flushing.then(
+      const next = this.flushing.then(
         () => this.startFlushAfterCurrent(),
         () => this.startFlushAfterCurrent(),
       );
+      // Callers attach their own handlers; this one keeps a failure nobody awaits yet from
+      // becoming an unhandled rejection (which would end the process).
+      next.catch(() => {});
+      this.nextFlush = next;
     }
     return this.nextFlush;
   }
@@ -103,6 +107,7 @@ export class Partition {
       },
     );
     this.flushing = flushing;
+    flushing.catch(() => {}); // see sync(): callers handle the failure
     const clear = () => {
       if (this.flushing === flushing) this.flushing = undefined;
     };

@@ -13,12 +13,15 @@
  * - Names are validated (topic-name.ts) before they touch the file system.
  * - Creates and deletes of one name are serialized, so two concurrent auto-creates make one topic.
  */
-import { mkdir, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+
+import { randomUUID } from "node:crypto";
+import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock } from "../clock.js";
 import { SETTINGS, type TopicSettings } from "../config.js";
 import type { Logger } from "../logger.js";
 import { openLog } from "../storage/log.js";
+import { syncDir, writeFileDurably } from "./durable-fs.js";
 import {
   InvalidRequestError,
   PartitionNotFoundError,
@@ -104,25 +107,31 @@ export class TopicRegistry {
   ): Promise<Topic> {
     const settings = { ...this.options.defaults, ...overrides };
     const partitions: Partition[] = [];
-    for (let p = 0; p < partitionCount; p++) {
-      const logger = this.options.logger.child({ topic: name, partition: p });
-      const log = await openLog({
-        dir: join(this.topicsDir, name, String(p)),
-        config: {
-          segmentBytes: settings.segmentBytes,
-          segmentMs: settings.segmentMs,
-          retentionMs: settings.retentionMs,
-          retentionBytes: settings.retentionBytes,
-          indexIntervalBytes: settings.indexIntervalBytes,
-        },
-        clock: this.options.clock,
-        logger,
-        cleanShutdown: this.options.cleanShutdown,
-      });
-      const { truncatedBytes, rebuiltIndexes } = log.recovery;
-      if (truncatedBytes > 0 || rebuiltIndexes > 0)
-        logger.warn({ truncatedBytes, rebuiltIndexes }, "log recovered");
-      partitions.push(new Partition(name, p, log, settings, logger));
+    try {
+      for (let p = 0; p < partitionCount; p++) {
+        const logger = this.options.logger.child({ topic: name, partition: p });
+        const log = await openLog({
+          dir: join(this.topicsDir, name, String(p)),
+          config: {
+            segmentBytes: settings.segmentBytes,
+            segmentMs: settings.segmentMs,
+            retentionMs: settings.retentionMs,
+            retentionBytes: settings.retentionBytes,
+            indexIntervalBytes: settings.indexIntervalBytes,
+          },
+          clock: this.options.clock,
+          logger,
+          cleanShutdown: this.options.cleanShutdown,
+        });
+        const { truncatedBytes, rebuiltIndexes } = log.recovery;
+        if (truncatedBytes > 0 || rebuiltIndexes > 0)
+          logger.warn({ truncatedBytes, rebuiltIndexes }, "log recovered");
+        partitions.push(new Partition(name, p, log, settings, logger));
+      }
+    } catch (err) {
+      // Opening failed part-way (e.g. EMFILE): release what was opened, or the descriptors leak.
+      await Promise.all(partitions.map((p) => p.close().catch(() => {})));
+      throw err;
     }
     return { name, partitions, overrides, settings };
   }
@@ -164,12 +173,21 @@ export class TopicRegistry {
       const dir = join(this.topicsDir, name);
       await rm(dir, { recursive: true, force: true }); // leftovers of an interrupted create
       await mkdir(dir, { recursive: true });
-      const topic = await this.openTopic(name, partitions, overrides);
-      await writeFileDurably(
-        dir,
-        TOPIC_FILE,
-        `${JSON.stringify({ version: 1, partitions, config: toDotted(overrides) }, null, 2)}\n`,
-      );
+      await syncDir(this.topicsDir);
+      let topic: Topic;
+      try {
+        topic = await this.openTopic(name, partitions, overrides);
+        await writeFileDurably(
+          dir,
+          TOPIC_FILE,
+          `${JSON.stringify({ version: 1, partitions, config: toDotted(overrides) }, null, 2)}\n`,
+        );
+      } catch (err) {
+        // Without topic.json the directory is an interrupted create: remove it now rather than on
+        // the next start, so a retry can succeed.
+        await rm(dir, { recursive: true, force: true }).catch(() => {});
+        throw err;
+      }
       this.topics.set(name, topic);
       this.options.logger.info({ topic: name, partitions }, "topic created");
       return topic;
@@ -191,17 +209,28 @@ export class TopicRegistry {
     );
   }
 
-  /** Deletes a topic and its data; open Fetch streams on it end. */
+  /**
+   * Deletes a topic and its data; open Fetch streams on it end. The topic leaves the registry
+   * only once its directory is in trash/; if the move fails, its partitions are reopened and it
+   * stays, whole, so the registry never disagrees with the disk.
+   */
   delete(name: string): Promise<void> {
     validateTopicName(name);
     return this.serialized(name, async () => {
       const topic = this.topics.get(name);
       if (!topic) throw new TopicNotFoundError(name);
-      this.topics.delete(name);
       await Promise.all(topic.partitions.map((p) => p.close()));
       await mkdir(this.trashDir, { recursive: true });
-      const trashed = join(this.trashDir, `${name}-${Date.now()}`);
-      await rename(join(this.topicsDir, name), trashed);
+      // A short unique name: `<topic>-<time>` can pass the 255-byte file-name limit.
+      const trashed = join(this.trashDir, `${Date.now().toString(36)}-${randomUUID()}`);
+      try {
+        await rename(join(this.topicsDir, name), trashed);
+      } catch (err) {
+        this.topics.set(name, await this.openTopic(name, topic.partitions.length, topic.overrides));
+        throw err;
+      }
+      this.topics.delete(name);
+      await syncDir(this.topicsDir);
       this.options.logger.info({ topic: name }, "topic deleted");
       rm(trashed, { recursive: true, force: true }).catch((err) =>
         this.options.logger.warn({ err, dir: trashed }, "could not remove a deleted topic's files"),
@@ -258,23 +287,4 @@ function fromDotted(config: Record<string, unknown>): Partial<TopicSettings> {
     if (config[key] !== undefined) out[field] = config[key];
   }
   return out as Partial<TopicSettings>;
-}
-
-/** Writes dir/name via a temp file, fsync and rename, then fsyncs the directory. */
-export async function writeFileDurably(dir: string, name: string, contents: string): Promise<void> {
-  const tmp = join(dir, `${name}.tmp`);
-  await writeFile(tmp, contents);
-  const fh = await open(tmp, "r+");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, join(dir, name));
-  const d = await open(dir, "r");
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
-  }
 }

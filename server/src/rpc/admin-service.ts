@@ -17,7 +17,7 @@ import type {
 import { Durability } from "../../../clients/ts/src/gen/rill/v1/log.js";
 import { InvalidRequestError } from "../broker/errors.js";
 import type { Topic } from "../broker/topic-registry.js";
-import { SETTINGS, type TopicSettings } from "../config.js";
+import { maxBatchBytesAllowed, SETTINGS, type TopicSettings } from "../config.js";
 import type { RpcContext } from "./context.js";
 import { unary } from "./unary.js";
 
@@ -91,6 +91,12 @@ export function describe(topic: Topic): TopicDescription {
 
 async function createTopic(ctx: RpcContext, req: CreateTopicRequest): Promise<CreateTopicResponse> {
   const overrides = topicOverrides(req.config);
+  const allowed = maxBatchBytesAllowed(ctx.core.config);
+  if (overrides.maxBatchBytes !== undefined && overrides.maxBatchBytes > allowed) {
+    throw new InvalidRequestError(
+      `max.batch.bytes ${overrides.maxBatchBytes} could never arrive: the broker receives messages up to ${ctx.core.config.maxReceiveMessageBytes} bytes (max.receive.message.bytes), so use at most ${allowed}`,
+    );
+  }
   const partitions = req.partitions === 0 ? ctx.core.config.defaultPartitions : req.partitions;
   const topic = await ctx.core.topics.create(req.topic, partitions, overrides);
   return { topic: describe(topic) };

@@ -27,12 +27,13 @@ import {
 import {
   InvalidRequestError,
   LimitExceededError,
+  PartitionNotFoundError,
   ShuttingDownError,
   TopicNotFoundError,
 } from "../broker/errors.js";
 import type { Partition } from "../broker/partition.js";
 import { validateTopicName } from "../broker/topic-name.js";
-import { OffsetOutOfRangeError } from "../storage/errors.js";
+import { LogClosedError, OffsetOutOfRangeError } from "../storage/errors.js";
 import { type AppendInput, CompressionCode } from "../storage/log-api.js";
 import { buildFetchResponse } from "./codecs/fetch-response.js";
 import { decodeProduceRequestView, type ProduceRequestView } from "./codecs/produce-request.js";
@@ -124,13 +125,29 @@ function validateBatch(ctx: RpcContext, req: ProduceRequestView): AppendInput {
   return { records, recordCount: req.recordCount, compression };
 }
 
-async function partitionForProduce(ctx: RpcContext, req: ProduceRequestView): Promise<Partition> {
+async function partitionForProduce(
+  ctx: RpcContext,
+  req: ProduceRequestView,
+  batchBytes: number,
+): Promise<Partition> {
   const { topics, config } = ctx.core;
   if (!topics.get(req.topic)) {
     if (!config.autoCreateTopics) throw new TopicNotFoundError(req.topic);
+    // Checked before the topic exists, so a refused first batch creates nothing.
+    checkBatchSize(req.topic, batchBytes, config.topicDefaults.maxBatchBytes);
     await topics.getOrCreate(req.topic, config.defaultPartitions);
   }
-  return topics.partition(req.topic, req.partition);
+  const partition = topics.partition(req.topic, req.partition);
+  checkBatchSize(req.topic, batchBytes, partition.maxBatchBytes);
+  return partition;
+}
+
+function checkBatchSize(topic: string, size: number, limit: number): void {
+  if (size > limit) {
+    throw new LimitExceededError(
+      `the batch is ${size} bytes; topic "${topic}" accepts at most ${limit} (max.batch.bytes): send smaller batches`,
+    );
+  }
 }
 
 async function produce(
@@ -138,21 +155,22 @@ async function produce(
   call: ServerReadableStream<ProduceRequestView, ProduceResponse>,
   cb: sendUnaryData<ProduceResponse>,
 ): Promise<void> {
+  const { maxBatchesPerProduceStream } = ctx.core.config;
   const results: ProduceResult[] = [];
-  const syncs: Promise<void>[] = [];
+  /** The fsyncs FSYNCED batches wait for, with the index of the first batch each covers. */
+  const syncs: { index: number; done: Promise<void> }[] = [];
   const onCancel = () => call.destroy();
   call.once("cancelled", onCancel);
   try {
     for await (const req of call as AsyncIterable<ProduceRequestView>) {
       if (ctx.draining) throw new ShuttingDownError();
-      const input = validateBatch(ctx, req);
-      const partition = await partitionForProduce(ctx, req);
-      const size = input.records.length;
-      if (size > partition.maxBatchBytes) {
+      if (results.length >= maxBatchesPerProduceStream) {
         throw new LimitExceededError(
-          `the batch is ${size} bytes; topic "${req.topic}" accepts at most ${partition.maxBatchBytes} (max.batch.bytes): send smaller batches`,
+          `a Produce stream may carry at most ${maxBatchesPerProduceStream} batches (max.batches.per.produce.stream): end this stream and open another`,
         );
       }
+      const input = validateBatch(ctx, req);
+      const partition = await partitionForProduce(ctx, req, input.records.length);
       const [appended] = partition.append([input]);
       results.push({
         topic: req.topic,
@@ -167,15 +185,29 @@ async function produce(
             ? Durability.DURABILITY_FSYNCED
             : Durability.DURABILITY_WRITTEN
           : req.durability;
-      if (durability === Durability.DURABILITY_FSYNCED) syncs.push(partition.sync());
+      if (durability === Durability.DURABILITY_FSYNCED) {
+        const done = partition.sync();
+        done.catch(() => {}); // awaited below; a failure while the stream is open must not go unhandled
+        syncs.push({ index: results.length - 1, done });
+      }
     }
-    await Promise.all(syncs);
+    await Promise.all(syncs.map((s) => s.done));
     cb(null, { results });
   } catch (err) {
-    await Promise.allSettled(syncs);
+    // Batches whose fsync failed are not acknowledged: the trailer counts only the batches before
+    // the first of them, so the producer resends the rest (at least once, never silently lost).
+    let acknowledged = results.length;
+    let cause = err;
+    const settled = await Promise.allSettled(syncs.map((s) => s.done));
+    settled.forEach((r, i) => {
+      if (r.status === "rejected" && syncs[i]!.index < acknowledged) {
+        acknowledged = syncs[i]!.index;
+        cause = r.reason;
+      }
+    });
     const trailer = new Metadata();
-    trailer.set(APPENDED_BATCHES_TRAILER, String(results.length));
-    cb(toServiceError(err, ctx.logger, trailer));
+    trailer.set(APPENDED_BATCHES_TRAILER, String(acknowledged));
+    cb(toServiceError(cause, ctx.logger, trailer));
   } finally {
     call.off("cancelled", onCancel);
   }
@@ -220,6 +252,8 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
   const stream: OpenStream = { drain: () => end(new ShuttingDownError()), sentBytes: 0, blocked: false };
   call.once("cancelled", () => end());
   call.once("error", () => end());
+  // Registered before the first await, so a drain that begins meanwhile still ends this stream.
+  ctx.streams.add(stream);
   try {
     if (ctx.draining) throw new ShuttingDownError();
     const req = call.request;
@@ -237,7 +271,6 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
     if (next < partition.logStartOffset || next > partition.highWatermark) {
       throw new OffsetOutOfRangeError(next, partition.logStartOffset, partition.highWatermark);
     }
-    ctx.streams.add(stream);
     while (!ended) {
       if (partition.isClosed) {
         throw ctx.draining ? new ShuttingDownError() : new TopicNotFoundError(req.topic);
@@ -274,7 +307,8 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
     end();
   } catch (err) {
     if (ended) return;
-    end(err);
+    // A log closed under a read: its topic was deleted, unless the broker is draining.
+    end(err instanceof LogClosedError && !ctx.draining ? new TopicNotFoundError(call.request.topic) : err);
   }
 }
 
@@ -309,7 +343,11 @@ async function listOffsets(ctx: RpcContext, req: ListOffsetsRequest): Promise<Li
   const timestamp = req.timestampMs === undefined ? undefined : toTimestamp(req.timestampMs);
   const partitions = [];
   for (const index of wanted) {
-    const p = ctx.core.topics.partition(req.topic, index);
+    // From the topic looked up once: a concurrent delete and re-create cannot mix two topics here.
+    const p = topic.partitions[index];
+    if (!Number.isInteger(index) || index < 0 || !p) {
+      throw new PartitionNotFoundError(req.topic, index, topic.partitions.length);
+    }
     const entry: ListOffsetsResponse["partitions"][number] = {
       partition: index,
       earliest: p.logStartOffset,

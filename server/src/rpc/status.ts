@@ -61,6 +61,13 @@ export function statusOf(err: unknown): RpcStatus {
       message: "the broker's disk is full; nothing was appended, retry later",
     };
   }
+  if (code === "EMFILE" || code === "ENFILE") {
+    return {
+      code: status.RESOURCE_EXHAUSTED,
+      message:
+        "the broker ran out of file descriptors (each partition keeps 3 files open); raise its limit (ulimit -n) or use fewer partitions",
+    };
+  }
   if (code === "EIO" || code === "EROFS") {
     return {
       code: status.UNAVAILABLE,

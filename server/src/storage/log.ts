@@ -65,6 +65,8 @@ export class Log implements PartitionLog {
   private flushing: Promise<bigint> | null = null;
   private nextFlush: Promise<bigint> | null = null;
   private closed = false;
+  /** The retention pass in progress, if any. */
+  private retention: Promise<number> | null = null;
   private closing: Promise<void> | null = null;
 
   private constructor(
@@ -329,8 +331,22 @@ export class Log implements PartitionLog {
     return covered;
   }
 
-  async applyRetention(): Promise<number> {
+  /**
+   * Applies retention. A pass deletes files one segment at a time; close() waits for the pass in
+   * progress and stops it between segments, so no pass outlives its log (a topic deleted and
+   * recreated under the same name must never lose files to the old log's pass).
+   */
+  applyRetention(): Promise<number> {
     this.ensureOpen();
+    if (this.retention !== null) return this.retention;
+    const pass = this.runRetention().finally(() => {
+      this.retention = null;
+    });
+    this.retention = pass;
+    return pass;
+  }
+
+  private async runRetention(): Promise<number> {
     const now = this.clock.now();
     if (activeSegmentExpired(this.active, now, this.config)) {
       const previous = this.active;
@@ -356,7 +372,7 @@ export class Log implements PartitionLog {
       { segments: count, logStartOffset: String(this.logStartOffset) },
       "retention deleted old segments",
     );
-    await deleteSegments(doomed, this.logger);
+    await deleteSegments(doomed, this.logger, () => this.closed);
     return count;
   }
 
@@ -379,6 +395,8 @@ export class Log implements PartitionLog {
 
   private async shutDown(flush: boolean): Promise<void> {
     let error: unknown = null;
+    // `closed` is already set, so a running retention pass stops after its current segment.
+    await this.retention?.catch(() => {});
     if (flush) {
       try {
         const sealed: Written[] = [];

@@ -69,9 +69,20 @@ export function segmentsToDelete(
  * first error is rethrown after the rest were tried (their files will be found again on open and
  * retention will retry).
  */
-export async function deleteSegments(segments: readonly Segment[], logger: Logger): Promise<void> {
+export async function deleteSegments(
+  segments: readonly Segment[],
+  logger: Logger,
+  stopped: () => boolean = () => false,
+): Promise<void> {
   let firstError: unknown = null;
   for (const segment of segments) {
+    // The log was closed (shutdown or topic deletion): leave the rest. Its directory may be moved
+    // and a new log created at the same path, so no file of this pass may be touched any more.
+    // Segments left behind are still past retention and go in the next pass after reopening.
+    if (stopped()) {
+      for (const s of segments) void s.retire();
+      break;
+    }
     void segment.retire();
     try {
       await segment.deleteFiles();

@@ -110,3 +110,36 @@ describe("rpc > codecs > fetch response", () => {
     expect(decoded.logStartOffset).toBe(5n);
   });
 });
+
+describe("rpc > codecs > record counting agrees with the generated decoder", () => {
+  it("never accepts bytes that decode to a different number of records", () => {
+    // Ensures the broker's count (which assigns offsets) always matches what consumers decode:
+    // random bytes and mutations of valid batches either fail the walk or agree.
+    const valid = fc
+      .array(recordArb, { minLength: 1, maxLength: 8 })
+      .map((records) => Buffer.from(RecordBatch.encode({ records }).finish()));
+    const mutated = fc.tuple(valid, fc.nat(), fc.integer({ min: 0, max: 255 })).map(([b, at, byte]) => {
+      const copy = Buffer.from(b);
+      copy[at % copy.length] = byte;
+      return copy;
+    });
+    const bytes = fc.oneof(
+      valid,
+      mutated,
+      fc.uint8Array({ maxLength: 40 }).map((b) => Buffer.from(b)),
+    );
+    fc.assert(
+      fc.property(bytes, (b) => {
+        let counted: number;
+        try {
+          counted = countRecords(b);
+        } catch (err) {
+          expect(err).toBeInstanceOf(MalformedBatchError);
+          return;
+        }
+        expect(RecordBatch.decode(b).records.length).toBe(counted);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});

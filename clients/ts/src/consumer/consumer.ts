@@ -39,15 +39,15 @@ import {
 } from "../errors.js";
 import {
   type FetchRequest,
-  type FetchResponse,
   type ListOffsetsRequest,
   type ListOffsetsResponse,
   OffsetPosition,
   type PartitionOffsets,
 } from "../gen/rill/v1/log.js";
 import type { Logger } from "../logger.js";
-import { type ConsumedRecord, decodeBatches } from "../records.js";
+import type { ConsumedRecord } from "../records.js";
 import { backoffDelay, type RetryOptions, resolveRetryOptions, retry, sleep } from "../retry.js";
+import { decodeRawBatches, type RawFetchResponse } from "./fetch-decoder.js";
 
 /** Where a read starts. */
 export type StartPosition = "earliest" | "latest" | bigint | Date;
@@ -163,7 +163,7 @@ type Start = { $case: "offset"; value: bigint } | { $case: "position"; value: Of
 class ReadSession {
   readonly queue: BoundedQueue;
   private stopped = false;
-  private readonly calls = new Set<ClientReadableStream<FetchResponse>>();
+  private readonly calls = new Set<ClientReadableStream<RawFetchResponse>>();
   private readonly stopController = new AbortController();
   private running = 0;
   private readonly log: Logger;
@@ -246,16 +246,16 @@ class ReadSession {
           maxBytes,
           follow,
         };
-        const call = this.ctx.connection.log.fetch(request, this.ctx.connection.metadata());
+        const call = this.ctx.connection.rawFetch.fetch(request, this.ctx.connection.metadata());
         // A status error can arrive after the iterator let go of the stream; never let it go unhandled.
         call.on("error", () => {});
         this.calls.add(call);
         try {
-          for await (const response of call as AsyncIterable<FetchResponse>) {
+          for await (const response of call as AsyncIterable<RawFetchResponse>) {
             failures = 0;
             if (this.stopped) return;
             if (response.batches.length === 0) continue; // heartbeat
-            let records = decodeBatches(response.batches, topic, partition, next ?? 0n);
+            let records = decodeRawBatches(response.batches, topic, partition, next ?? 0n);
             if (end !== undefined && records.length > 0 && records[records.length - 1]!.offset >= end) {
               records = records.filter((r) => r.offset < end);
             }

@@ -1,9 +1,10 @@
 /**
  * The producer's record accumulator: one open batch per (topic, partition) being filled, and a queue
  * of sealed batches ready to send. A batch is sealed when the next record would take it past
- * `batchBytes`, when its linger time runs out, or on flush. Sealing encodes it, once, with the
- * generated `ProduceRequest`/`RecordBatch` codecs (gzip-compressed if asked); retries resend those
- * bytes.
+ * `batchBytes`, when its linger time runs out, or on flush. Records are encoded as they are appended
+ * (see `batch-encoder.ts`); sealing finishes the `ProduceRequest` bytes, once (gzip-compressed with
+ * the generated codec if asked); retries resend those bytes. Open batches are found by topic, then
+ * by partition index, so the per-record path builds no string keys.
  *
  * Acknowledgement fan-out costs one promise per `send` call, not per record: each batch remembers,
  * per record, which send it came from and its index there (two parallel arrays), and each send
@@ -16,7 +17,9 @@
 import { gzipSync } from "node:zlib";
 import type { Durability } from "../gen/rill/v1/log.js";
 import { ProduceRequest } from "../gen/rill/v1/log.js";
-import { Compression, RecordBatch, type Record as WireRecord } from "../gen/rill/v1/record.js";
+import { Compression } from "../gen/rill/v1/record.js";
+import { BatchEncoder } from "./batch-encoder.js";
+import type { Prepared } from "./producer-record.js";
 
 /** Where one produced record landed. `offset` is -1n when the batch was appended but its offset is unknown. */
 export interface RecordMetadata {
@@ -61,7 +64,7 @@ export class SendState {
 
 /** A batch being filled. */
 class OpenBatch {
-  readonly records: WireRecord[] = [];
+  readonly encoder: BatchEncoder;
   readonly owners: SendState[] = [];
   readonly ownerIndex: number[] = [];
   readonly sends: SendState[] = [];
@@ -72,13 +75,21 @@ class OpenBatch {
     readonly topic: string,
     readonly partition: number,
     readonly createdAt: number,
-  ) {}
+    expectedBytes: number,
+  ) {
+    this.encoder = new BatchEncoder(topic, partition, expectedBytes);
+  }
 
-  add(record: WireRecord, size: number, owner: SendState, index: number): void {
-    this.records.push(record);
+  get recordCount(): number {
+    return this.owners.length;
+  }
+
+  /** Adds record `index` of a send. */
+  add(p: Prepared, index: number, owner: SendState): void {
+    this.encoder.append(p.keys[index]!, p.values[index]!, p.headers[index]!, p.timestamps[index]);
     this.owners.push(owner);
     this.ownerIndex.push(index);
-    this.bytes += size;
+    this.bytes += p.sizes[index]!;
     if (owner !== this.lastOwner) {
       this.lastOwner = owner;
       this.sends.push(owner);
@@ -105,7 +116,7 @@ export class SealedBatch {
     private readonly open: OpenBatch,
   ) {
     this.encoded = encoded;
-    this.recordCount = open.records.length;
+    this.recordCount = open.recordCount;
     this.bufferedBytes = open.bytes;
     this.done = new Promise<void>((resolve) => {
       this.markDone = resolve;
@@ -123,12 +134,10 @@ export class SealedBatch {
     this.settled = true;
     const { owners, ownerIndex } = this.open;
     const known = baseOffset >= 0n;
+    let offset = baseOffset;
     for (let i = 0; i < owners.length; i++) {
-      owners[i]!.results[ownerIndex[i]!] = {
-        topic: this.topic,
-        partition: this.partition,
-        offset: known ? baseOffset + BigInt(i) : -1n,
-      };
+      owners[i]!.results[ownerIndex[i]!] = { topic: this.topic, partition: this.partition, offset };
+      if (known) offset++;
     }
     for (const s of this.open.sends) s.batchDone();
     this.release();
@@ -143,8 +152,9 @@ export class SealedBatch {
   }
 
   private release(): void {
-    // Drop the records so memory goes as soon as the batch settles.
-    this.open.records.length = 0;
+    // Drop the owners so memory goes as soon as the batch settles.
+    this.open.owners.length = 0;
+    this.open.ownerIndex.length = 0;
     this.markDone();
   }
 }
@@ -164,9 +174,18 @@ export interface AccumulatorOptions {
   now?: () => number;
 }
 
+/** A topic's open batches, and the encoded size of each partition's last batch, by partition. */
+interface TopicBatches {
+  open: (OpenBatch | undefined)[];
+  lastBytes: number[];
+}
+
 /** Open batches per partition, and sealed batches in the order they were sealed. */
 export class Accumulator {
-  private readonly open = new Map<string, OpenBatch>();
+  /** Open batches by topic, indexed by partition. */
+  private readonly byTopic = new Map<string, TopicBatches>();
+  /** The same open batches, in the order they were opened (linger and flush seal in this order). */
+  private readonly open = new Set<OpenBatch>();
   private ready: SealedBatch[] = [];
   private readonly now: () => number;
 
@@ -174,47 +193,57 @@ export class Accumulator {
     this.now = options.now ?? Date.now;
   }
 
-  /** True if adding `size` bytes would take the open batch of the partition past batchBytes. */
-  wouldOverflow(topic: string, partition: number, size: number): boolean {
-    const b = this.open.get(partitionKey(topic, partition));
-    return b !== undefined && b.records.length > 0 && b.bytes + size > this.options.batchBytes;
+  private openBatch(topic: string, partition: number): OpenBatch | undefined {
+    return this.byTopic.get(topic)?.open[partition];
   }
 
-  /** Adds a record to the partition's open batch (opening one if needed). True if a batch was opened. */
-  append(
-    topic: string,
-    partition: number,
-    record: WireRecord,
-    size: number,
-    owner: SendState,
-    index: number,
-  ): boolean {
-    const key = partitionKey(topic, partition);
-    let b = this.open.get(key);
+  /** True if adding `size` bytes would take the open batch of the partition past batchBytes. */
+  wouldOverflow(topic: string, partition: number, size: number): boolean {
+    const b = this.openBatch(topic, partition);
+    return b !== undefined && b.recordCount > 0 && b.bytes + size > this.options.batchBytes;
+  }
+
+  /**
+   * Adds record `index` of a prepared send to the partition's open batch (opening one if needed).
+   * True if a batch was opened.
+   */
+  append(topic: string, partition: number, prepared: Prepared, index: number, owner: SendState): boolean {
+    let batches = this.byTopic.get(topic);
+    if (batches === undefined) {
+      batches = { open: [], lastBytes: [] };
+      this.byTopic.set(topic, batches);
+    }
+    let b = batches.open[partition];
     let opened = false;
     if (b === undefined) {
-      b = new OpenBatch(topic, partition, this.now());
-      this.open.set(key, b);
+      // Size the buffer like the partition's last batch, so a steady stream never regrows it.
+      const last = Math.min(batches.lastBytes[partition] ?? 0, 1.25 * this.options.batchBytes);
+      const expected = last + 2 * prepared.sizes[index]!;
+      b = new OpenBatch(topic, partition, this.now(), expected);
+      batches.open[partition] = b;
+      this.open.add(b);
       opened = true;
     }
-    b.add(record, size, owner, index);
+    b.add(prepared, index, owner);
     if (b.bytes >= this.options.batchBytes) this.seal(topic, partition);
     return opened;
   }
 
   /** Seals the open batch of a partition, if any. */
   seal(topic: string, partition: number): void {
-    const key = partitionKey(topic, partition);
-    const b = this.open.get(key);
+    const batches = this.byTopic.get(topic);
+    const b = batches?.open[partition];
     if (b === undefined) return;
-    this.open.delete(key);
+    batches!.open[partition] = undefined;
+    batches!.lastBytes[partition] = b.encoder.recordBytes;
+    this.open.delete(b);
     this.ready.push(new SealedBatch(topic, partition, this.encode(b), b));
     this.options.onSealed(topic, partition);
   }
 
   /** Seals every open batch. */
   sealAll(): void {
-    for (const b of [...this.open.values()]) this.seal(b.topic, b.partition);
+    for (const b of [...this.open]) this.seal(b.topic, b.partition);
   }
 
   /**
@@ -224,7 +253,7 @@ export class Accumulator {
   sealExpired(lingerMs: number): number | undefined {
     const now = this.now();
     let next: number | undefined;
-    for (const b of [...this.open.values()]) {
+    for (const b of [...this.open]) {
       const due = b.createdAt + lingerMs - now;
       if (due <= 0) this.seal(b.topic, b.partition);
       else next = next === undefined ? due : Math.min(next, due);
@@ -273,31 +302,16 @@ export class Accumulator {
 
   private encode(b: OpenBatch): Buffer {
     const { compression, durability } = this.options;
-    let bytes: Uint8Array;
-    if (compression === "gzip") {
-      const plain = RecordBatch.encode({ records: b.records }).finish();
-      bytes = ProduceRequest.encode({
-        topic: b.topic,
-        partition: b.partition,
-        records: undefined,
-        compression: Compression.COMPRESSION_GZIP,
-        compressedRecords: gzipSync(plain),
-        recordCount: b.records.length,
-        durability,
-      }).finish();
-    } else {
-      bytes = ProduceRequest.encode({
-        topic: b.topic,
-        partition: b.partition,
-        records: { records: b.records },
-        compression: Compression.COMPRESSION_NONE,
-        compressedRecords: EMPTY,
-        recordCount: 0,
-        durability,
-      }).finish();
-    }
+    if (compression === "none") return b.encoder.finish(durability);
+    const bytes = ProduceRequest.encode({
+      topic: b.topic,
+      partition: b.partition,
+      records: undefined,
+      compression: Compression.COMPRESSION_GZIP,
+      compressedRecords: gzipSync(b.encoder.records()),
+      recordCount: b.recordCount,
+      durability,
+    }).finish();
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 }
-
-const EMPTY = Buffer.alloc(0);

@@ -1,11 +1,11 @@
 /**
- * Records as the application hands them to `Producer.send`, and their normalization into the
- * generated wire `Record`s: text becomes UTF-8 bytes, Uint8Arrays are wrapped without copying,
+ * Records as the application hands them to `Producer.send`, and their normalization for the
+ * batch encoder: text becomes UTF-8 bytes, Uint8Arrays are wrapped without copying,
  * headers keep their order, timestamps become int64 milliseconds. Also estimates each record's
  * size, which the producer's buffer bound and batch sealing count in.
  */
 import { InvalidArgumentError } from "../errors.js";
-import type { Header, Record as WireRecord } from "../gen/rill/v1/record.js";
+import { checkInt64, type EncodedHeader, type Timestamp } from "./batch-encoder.js";
 
 /** Bytes or text; text is encoded as UTF-8. */
 export type BytesLike = Buffer | Uint8Array | string;
@@ -28,54 +28,64 @@ export interface ProducerRecord {
   partition?: number | undefined;
 }
 
-const EMPTY = Buffer.alloc(0);
-const NO_HEADERS: Header[] = [];
 /** Bytes a record costs besides its key, value and headers (tags, lengths, timestamp). */
 const RECORD_OVERHEAD = 16;
 
-/** Normalized records of one send, ready for the accumulator. */
+/** Normalized records of one send, ready for the accumulator (parallel arrays, one entry per record). */
 export interface Prepared {
-  records: WireRecord[];
+  values: Buffer[];
   keys: (Buffer | null)[];
+  headers: (EncodedHeader[] | null)[];
+  timestamps: Timestamp[];
   partitions: (number | undefined)[];
+  /** Estimated bytes per record: what the buffer bound and batchBytes count. */
   sizes: number[];
   bytes: number;
 }
 
 function toBuffer(v: BytesLike, what: string): Buffer {
-  if (typeof v === "string") return Buffer.from(v, "utf8");
   if (Buffer.isBuffer(v)) return v;
+  if (typeof v === "string") return Buffer.from(v, "utf8");
   if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
   throw new InvalidArgumentError(`${what} must be a Buffer, Uint8Array or string`);
 }
 
-function toTimestamp(t: ProducerRecord["timestamp"]): bigint | undefined {
+function toTimestamp(t: ProducerRecord["timestamp"]): Timestamp {
   if (t === undefined) return undefined;
-  if (typeof t === "bigint") return t;
-  if (t instanceof Date) return BigInt(t.getTime());
-  if (typeof t === "number" && Number.isFinite(t)) return BigInt(Math.trunc(t));
+  if (typeof t === "bigint") return checkInt64(t);
+  const ms = t instanceof Date ? t.getTime() : t;
+  if (typeof ms === "number" && Number.isFinite(ms)) {
+    const whole = Math.trunc(ms);
+    return Number.isSafeInteger(whole) ? whole : checkInt64(BigInt(whole));
+  }
   throw new InvalidArgumentError("timestamp must be a number, bigint or Date");
 }
 
-function toHeaders(h: ProducerRecord["headers"]): { headers: Header[]; bytes: number } {
-  if (h === undefined) return { headers: NO_HEADERS, bytes: 0 };
-  const headers: Header[] = [];
-  let bytes = 0;
+/** The headers as encodable pairs, or null when there are none. */
+function toHeaders(h: ProducerRecord["headers"]): EncodedHeader[] | null {
+  if (h === undefined) return null;
   const entries: [string, BytesLike][] = Array.isArray(h)
     ? h.map((x) => [x.key, x.value])
     : Object.entries(h);
-  for (const [key, value] of entries) {
-    const v = toBuffer(value, "header value");
-    headers.push({ key, value: v });
-    bytes += Buffer.byteLength(key) + v.length + 4;
-  }
-  return { headers, bytes };
+  if (entries.length === 0) return null;
+  return entries.map(([key, value]) => ({
+    key: Buffer.from(key, "utf8"),
+    value: toBuffer(value, "header value"),
+  }));
+}
+
+function headerBytes(headers: EncodedHeader[] | null): number {
+  let bytes = 0;
+  if (headers !== null) for (const h of headers) bytes += h.key.length + h.value.length + 4;
+  return bytes;
 }
 
 export function prepare(input: readonly ProducerRecord[]): Prepared {
   const n = input.length;
-  const records = new Array<WireRecord>(n);
+  const values = new Array<Buffer>(n);
   const keys = new Array<Buffer | null>(n);
+  const headers = new Array<EncodedHeader[] | null>(n);
+  const timestamps = new Array<Timestamp>(n);
   const partitions = new Array<number | undefined>(n);
   const sizes = new Array<number>(n);
   let bytes = 0;
@@ -84,17 +94,20 @@ export function prepare(input: readonly ProducerRecord[]): Prepared {
     if (r === null || typeof r !== "object") throw new InvalidArgumentError(`record ${i} is not an object`);
     const value = toBuffer(r.value, "value");
     const key = r.key === undefined || r.key === null ? null : toBuffer(r.key, "key");
-    const { headers, bytes: headerBytes } = toHeaders(r.headers);
+    const h = toHeaders(r.headers);
     const p = r.partition;
     if (p !== undefined && !(Number.isInteger(p) && p >= 0)) {
       throw new InvalidArgumentError(`record ${i}: partition must be a non-negative integer, got ${p}`);
     }
-    records[i] = { key: key ?? EMPTY, value, headers, timestampMs: toTimestamp(r.timestamp) };
+    values[i] = value;
+    // An empty key is no key on the wire (proto3 bytes); murmur2 still sees it as given.
     keys[i] = key;
+    headers[i] = h;
+    timestamps[i] = toTimestamp(r.timestamp);
     partitions[i] = p;
-    const size = value.length + (key?.length ?? 0) + headerBytes + RECORD_OVERHEAD;
+    const size = value.length + (key === null ? 0 : key.length) + headerBytes(h) + RECORD_OVERHEAD;
     sizes[i] = size;
     bytes += size;
   }
-  return { records, keys, partitions, sizes, bytes };
+  return { values, keys, headers, timestamps, partitions, sizes, bytes };
 }

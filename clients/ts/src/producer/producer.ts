@@ -342,10 +342,11 @@ export class Producer {
     const numPartitions = count ?? 1;
     if (!known) this.unknownTopics.add(topic);
     this.usedCounts.set(topic, numPartitions);
-    const { records, keys, partitions, sizes } = prepared;
-    const state = new SendState(records.length);
+    const { keys, partitions, sizes } = prepared;
+    const n = sizes.length;
+    const state = new SendState(n);
     let opened = false;
-    for (let i = 0; i < records.length; i++) {
+    for (let i = 0; i < n; i++) {
       const size = sizes[i]!;
       const named = partitions[i];
       const key = keys[i]!;
@@ -357,7 +358,7 @@ export class Producer {
           p = this.partitioner.partition({ topic, key, numPartitions });
         }
       }
-      if (this.acc.append(topic, p, records[i]!, size, state, i)) opened = true;
+      if (this.acc.append(topic, p, prepared, i, state)) opened = true;
     }
     // The bytes were reserved as a whole; each batch releases its own share when it settles.
     if (opened) this.armLinger();

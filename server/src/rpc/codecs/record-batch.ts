@@ -7,9 +7,12 @@
  * sequence of fields: key (1, LEN), value (2, LEN), headers (3, LEN, repeated), timestamp_ms
  * (4, VARINT). The walk checks that every tag is well formed, every wire type is one protobuf
  * allows, every length stays inside its parent, and the known fields have their declared wire
- * type. It never looks inside keys, values or headers. Unknown fields are skipped (forward
- * compatibility), as a generated decoder would.
+ * type; inside headers (the one nested message of a record) the same, plus a UTF-8 key. It never
+ * looks inside keys or values. Unknown fields are skipped (forward compatibility), as a generated
+ * decoder would. The result: a batch the broker accepts decodes, with the same record count, in
+ * every consumer.
  */
+import { isUtf8 } from "node:buffer";
 
 export class MalformedBatchError extends Error {
   override name = "MalformedBatchError";
@@ -37,6 +40,18 @@ function readVarint(buf: Uint8Array, end: number): number {
   throw new MalformedBatchError(`varint longer than 10 bytes ending at byte ${cursor}`);
 }
 
+/**
+ * Reads a tag. Generated decoders read tags as uint32 (keeping the low 32 bits of a longer
+ * varint), so a tag of 2^32 or more would mean one field to them and another to a 64-bit reader:
+ * refuse it, so the broker's count always agrees with what consumers decode.
+ */
+function readTag(buf: Uint8Array, end: number): number {
+  const tag = readVarint(buf, end);
+  if (tag > 0xffffffff)
+    throw new MalformedBatchError(`tag varint ${tag} is too large (ends at byte ${cursor})`);
+  return tag;
+}
+
 /** Skips the payload of a field of `wireType` at `cursor`, staying inside `end`. */
 function skipField(buf: Uint8Array, wireType: number, end: number): void {
   switch (wireType) {
@@ -61,11 +76,37 @@ function skipField(buf: Uint8Array, wireType: number, end: number): void {
     throw new MalformedBatchError(`field runs past the end of its message (byte ${cursor} > ${end})`);
 }
 
+/** Header: key (1, LEN, UTF-8 text: decoders in Go or Python refuse anything else), value (2, LEN). */
+function checkHeader(buf: Uint8Array, end: number): void {
+  while (cursor < end) {
+    const tag = readTag(buf, end);
+    const field = Math.floor(tag / 8);
+    const wireType = tag % 8;
+    if (field === 0) throw new MalformedBatchError(`field number 0 in a header at byte ${cursor}`);
+    if (field <= 2 && wireType !== LEN) {
+      throw new MalformedBatchError(
+        `header field ${field} has wire type ${wireType}, expected length-delimited`,
+      );
+    }
+    if (field === 1) {
+      const len = readVarint(buf, end);
+      if (cursor + len > end)
+        throw new MalformedBatchError(`header key runs past its header (byte ${cursor})`);
+      if (!isUtf8(buf.subarray(cursor, cursor + len))) {
+        throw new MalformedBatchError(`header key at byte ${cursor} is not valid UTF-8`);
+      }
+      cursor += len;
+    } else {
+      skipField(buf, wireType, end);
+    }
+  }
+}
+
 function checkRecord(buf: Uint8Array, end: number): void {
   while (cursor < end) {
-    const tag = readVarint(buf, end);
+    const tag = readTag(buf, end);
     const field = Math.floor(tag / 8);
-    const wireType = tag & 7;
+    const wireType = tag % 8;
     if (field === 0) throw new MalformedBatchError(`field number 0 in a record at byte ${cursor}`);
     if (field <= 3 && wireType !== LEN) {
       throw new MalformedBatchError(
@@ -75,7 +116,14 @@ function checkRecord(buf: Uint8Array, end: number): void {
     if (field === 4 && wireType !== VARINT) {
       throw new MalformedBatchError(`record field timestamp_ms has wire type ${wireType}, expected varint`);
     }
-    skipField(buf, wireType, end);
+    if (field === 3) {
+      const len = readVarint(buf, end);
+      const headerEnd = cursor + len;
+      if (headerEnd > end) throw new MalformedBatchError(`header runs past its record (byte ${cursor})`);
+      checkHeader(buf, headerEnd);
+    } else {
+      skipField(buf, wireType, end);
+    }
   }
 }
 
@@ -88,9 +136,9 @@ export function countRecords(buf: Uint8Array): number {
   let count = 0;
   cursor = 0;
   while (cursor < end) {
-    const tag = readVarint(buf, end);
+    const tag = readTag(buf, end);
     const field = Math.floor(tag / 8);
-    const wireType = tag & 7;
+    const wireType = tag % 8;
     if (field === 0) throw new MalformedBatchError(`field number 0 at byte ${cursor}`);
     if (field === 1) {
       if (wireType !== LEN)
