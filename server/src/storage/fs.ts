@@ -140,3 +140,13 @@ export async function readFully(
   }
   return done === length ? buffer : buffer.subarray(0, done);
 }
+
+/** fsyncs a directory (via the seam), so the entries created or renamed in it survive a power loss. */
+export async function syncDirectory(fs: FileSystem, dir: string): Promise<void> {
+  const fd = fs.openSync(dir, nodeFs.constants.O_RDONLY | nodeFs.constants.O_DIRECTORY);
+  try {
+    await fs.fsync(fd);
+  } finally {
+    await fs.close(fd);
+  }
+}

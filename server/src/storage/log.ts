@@ -15,7 +15,11 @@
  *   rethrows, so the log stays consistent and appendable once the fault clears;
  * - reads, fsyncs and retention are async. A read bounds itself by the sizes committed when it
  *   starts (never a partial frame), and holds a reference on the segments it reads so retention
- *   or close never pulls a descriptor from under it.
+ *   or close never pulls a descriptor from under it;
+ * - a flush fsyncs every segment with unflushed bytes and, after a roll (or an open), the
+ *   partition directory, so a new segment's directory entry is as durable as its data;
+ * - a retention pass never outlives the log: close() waits for it and it stops between segments,
+ *   so a topic deleted and re-created under the same name cannot lose files to the old pass.
  *
  * Called from one event loop only (the partition's); no locks are needed because every state
  * change happens synchronously between awaits.
@@ -25,7 +29,7 @@ import type { Clock } from "../clock.js";
 import type { Logger } from "../logger.js";
 import { frameBytes, frameHeaderBytes, MAX_FRAME_BYTES, writeFrameHeader } from "./batch-frame.js";
 import { BatchTooLargeError, LogClosedError, OffsetOutOfRangeError } from "./errors.js";
-import { type FileSystem, nodeFileSystem } from "./fs.js";
+import { type FileSystem, nodeFileSystem, syncDirectory } from "./fs.js";
 import type {
   AppendInput,
   AppendResult,
@@ -65,6 +69,11 @@ export class Log implements PartitionLog {
   private flushing: Promise<bigint> | null = null;
   private nextFlush: Promise<bigint> | null = null;
   private closed = false;
+  /**
+   * Files were created in the partition directory since it was last fsynced. True after open:
+   * opening may have created the first segment, and recovery may have removed files.
+   */
+  private directoryDirty = true;
   /** The retention pass in progress, if any. */
   private retention: Promise<number> | null = null;
   private closing: Promise<void> | null = null;
@@ -235,6 +244,8 @@ export class Log implements PartitionLog {
   private roll(baseOffset: bigint): void {
     this.rolledOut.add(this.active);
     this.segments.push(Segment.create(this.fs, this.logger, this.dir, baseOffset));
+    // The new files' directory entries reach disk with the next flush (see flushSegments).
+    this.directoryDirty = true;
     this.logger.info({ baseOffset: String(baseOffset) }, "rolled a new segment");
   }
 
@@ -316,10 +327,16 @@ export class Log implements PartitionLog {
     const covered = this.logEndOffset;
     const segments = [...this.unflushed];
     this.unflushed.clear();
+    const directoryDirty = this.directoryDirty;
+    this.directoryDirty = false;
     try {
       await Promise.all(segments.map((s) => s.flush()));
+      // fsyncing a file does not make its directory entry durable: after a roll, fsync the
+      // partition directory too, or a power loss could lose a whole acknowledged segment.
+      if (directoryDirty) await syncDirectory(this.fs, this.dir);
     } catch (err) {
       for (const s of segments) if (this.segments.includes(s)) this.unflushed.add(s);
+      if (directoryDirty) this.directoryDirty = true;
       throw err;
     }
     for (const s of this.rolledOut) {

@@ -262,15 +262,16 @@ describe("storage > log > flush and close", () => {
     log.append([opaqueBatch(150)]);
     log.append([opaqueBatch(150)]);
     expect(await log.flush()).toBe(2n);
-    // Two segments, each with a .log, .index and .timeindex descriptor.
-    expect(fs.calls.fsync).toBe(6);
+    // Two segments, each with a .log, .index and .timeindex descriptor, and the partition
+    // directory (the roll created files in it).
+    expect(fs.calls.fsync).toBe(7);
     log.append([opaqueBatch(10)]);
     const first = log.flush();
     log.append([opaqueBatch(10)]);
     const shared = [log.flush(), log.flush(), log.flush()];
     expect(await first).toBe(3n);
     expect(await Promise.all(shared)).toEqual([4n, 4n, 4n]);
-    expect(fs.calls.fsync).toBe(6 + 3 + 3);
+    expect(fs.calls.fsync).toBe(7 + (3 + 1) + 3); // the first round also covers a roll: its directory
     expect(await log.flush()).toBe(4n);
     log = await h.reopen(log);
     expect(log.logEndOffset).toBe(4n);
