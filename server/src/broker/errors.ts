@@ -43,3 +43,18 @@ export class ShuttingDownError extends BrokerError {
     super("the broker is shutting down; retry against another broker or after it restarts");
   }
 }
+
+/** A partition whose fsync failed refuses writes until the broker restarts and recovers it. */
+export class PartitionOfflineError extends BrokerError {
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+    cause: unknown,
+  ) {
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code ?? String(cause);
+    super(
+      `partition ${partition} of topic "${topic}" is offline for writes after an fsync failure (${code}); fix the disk and restart the broker (recovery checks the log)`,
+      { cause },
+    );
+  }
+}

@@ -9,7 +9,8 @@
  * - Flush policy and group commit (DESIGN §3.4): appends go to the page cache at once; an fsync
  *   runs when flush.messages records are unflushed, flush.ms after the first unflushed append, or
  *   when a FSYNCED produce asks. Requests that arrive while an fsync runs share the next one, so
- *   concurrent FSYNCED producers pay one fsync per round, not one each.
+ *   concurrent FSYNCED producers pay one fsync per round, not one each. A failed fsync takes the
+ *   partition offline for writes until restart (see startFlush).
  *
  * Everything here runs on the event loop; append is synchronous, so batches of one partition are
  * ordered by the order their requests were handled.
@@ -18,6 +19,7 @@
 import type { TopicSettings } from "../config.js";
 import type { Logger } from "../logger.js";
 import type { AppendInput, AppendResult, PartitionLog } from "../storage/log-api.js";
+import { PartitionOfflineError } from "./errors.js";
 
 type Waiter = () => void;
 
@@ -28,6 +30,8 @@ export class Partition {
   private flushing: Promise<void> | undefined;
   private nextFlush: Promise<void> | undefined;
   private closed = false;
+  /** The fsync error that took this partition offline for writes, if any. */
+  private failedSync: unknown;
 
   constructor(
     readonly topic: string,
@@ -55,6 +59,7 @@ export class Partition {
 
   /** Appends synchronously, wakes tail waiters and applies the flush policy. */
   append(inputs: readonly AppendInput[]): AppendResult[] {
+    if (this.failedSync) throw new PartitionOfflineError(this.topic, this.index, this.failedSync);
     const results = this.log.append(inputs);
     let records = 0;
     for (const r of results) records += r.recordCount;
@@ -69,6 +74,8 @@ export class Partition {
    * before the call is on disk. Shares fsyncs between concurrent callers (group commit).
    */
   sync(): Promise<void> {
+    if (this.failedSync)
+      return Promise.reject(new PartitionOfflineError(this.topic, this.index, this.failedSync));
     if (!this.flushing) return this.startFlush();
     if (!this.nextFlush) {
       const next = this.flushing.then(
@@ -89,6 +96,8 @@ export class Partition {
   }
 
   private startFlush(): Promise<void> {
+    if (this.failedSync)
+      return Promise.reject(new PartitionOfflineError(this.topic, this.index, this.failedSync));
     if (this.flushTimer) {
       clearTimeout(this.flushTimer);
       this.flushTimer = undefined;
@@ -101,9 +110,12 @@ export class Partition {
         this.logger.debug({ ms: performance.now() - started, records: covered }, "fsync");
       },
       (err: unknown) => {
-        this.unflushedRecords += covered;
-        this.logger.error({ err }, "fsync failed");
-        throw err;
+        // After a failed fsync the kernel may have dropped the dirty pages, so a later fsync that
+        // "succeeds" would prove nothing: take the partition offline for writes (as Kafka marks a
+        // log dir offline and PostgreSQL panics). Reads go on; a restart recovers the log.
+        this.failedSync ??= err;
+        this.logger.error({ err }, "fsync failed: partition offline for writes until the broker restarts");
+        throw new PartitionOfflineError(this.topic, this.index, err);
       },
     );
     this.flushing = flushing;

@@ -9,6 +9,7 @@ import {
   InvalidRequestError,
   LimitExceededError,
   PartitionNotFoundError,
+  PartitionOfflineError,
   ShuttingDownError,
   TopicExistsError,
   TopicNotFoundError,
@@ -47,6 +48,7 @@ export function statusOf(err: unknown): RpcStatus {
   if (err instanceof CorruptBatchError) {
     return { code: status.DATA_LOSS, message: `${err.message}; the batch cannot be served` };
   }
+  if (err instanceof PartitionOfflineError) return { code: status.UNAVAILABLE, message: err.message };
   if (err instanceof ShuttingDownError || err instanceof LogClosedError) {
     return {
       code: status.UNAVAILABLE,

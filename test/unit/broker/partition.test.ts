@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { PartitionOfflineError } from "../../../server/src/broker/errors.js";
 import { Partition } from "../../../server/src/broker/partition.js";
 import { loadConfig } from "../../../server/src/config.js";
 import { silentLogger } from "../../../server/src/logger.js";
@@ -70,10 +71,22 @@ describe("broker > partition > group commit", () => {
     const queued = p.sync(); // waits behind `first`, nobody awaits it yet
     log.settle(Object.assign(new Error("EIO: fsync"), { code: "EIO" }));
     await expect(first).rejects.toThrow(/EIO/);
-    await tick();
+    await expect(queued).rejects.toThrow(/offline for writes/);
+    expect(log.flushes).toBe(1); // no second fsync: it could "succeed" over dropped pages
+  });
+
+  it("takes the partition offline for writes after a failed fsync", async () => {
+    // Ensures no acknowledgement can follow an fsync failure (the kernel may have dropped the
+    // dirty pages): appends and syncs are refused until a restart recovers the log.
+    const log = new FakeLog();
+    const p = partition(log);
+    p.append([batch]);
+    const sync = p.sync();
     log.settle(Object.assign(new Error("EIO: fsync"), { code: "EIO" }));
-    await tick();
-    await expect(queued).rejects.toThrow(/EIO/);
+    await expect(sync).rejects.toThrow(PartitionOfflineError);
+    expect(() => p.append([batch])).toThrow(/restart the broker/);
+    await expect(p.sync()).rejects.toThrow(PartitionOfflineError);
+    expect(log.logEndOffset).toBe(1n);
   });
 });
 
