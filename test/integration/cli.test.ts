@@ -139,6 +139,34 @@ describe("client > cli > end to end", () => {
     expect(d.stderr.trim().split("\n")).toHaveLength(1);
   });
 
+  it("exits 2 for usage errors: a missing argument, an unknown option, an offset past int64", async () => {
+    // Ensures every kind of bad usage exits with 2 (as main.ts documents) before touching the broker.
+    const missing = await rill(["produce"]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/^rill: error: missing required argument 'topic'/);
+    const unknown = await rill(["consume", "t", "--bogus"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/^rill: error: unknown option '--bogus'/);
+    const huge = await rill(["consume", "t", "--from", "99999999999999999999"]);
+    expect(huge.code).toBe(2);
+    expect(huge.stderr).toBe(
+      'rill: --from offset must be at most 9223372036854775807 (a signed 64-bit integer), got "99999999999999999999"\n',
+    );
+    expect((await rill(["--help"])).code).toBe(0);
+  });
+
+  it("stops with one clear line when an input line exceeds the topic's max.batch.bytes", async () => {
+    // Ensures an over-long line fails fast (exit 1) instead of being buffered and refused later.
+    const topic = randomTopic("long");
+    const created = await rill(["topic", "create", topic, "-p", "1", "--config", "max.batch.bytes=4096"]);
+    expect(created.code, created.stderr).toBe(0);
+    const r = await rill(["produce", topic, "-q"], `short\n${"x".repeat(100_000)}\nafter\n`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `rill: line 2 is longer than 4096 bytes (the max.batch.bytes of topic "${topic}"); each line is one record and must fit in one batch\n`,
+    );
+  });
+
   it("lists, describes and deletes topics", async () => {
     // Ensures the topic subcommands print their tables and apply --config.
     const topic = randomTopic("adm");

@@ -1,9 +1,11 @@
 /**
  * Entry point of the `rill` command (bin/rill.js imports the compiled file): runs the program on
  * process.argv when imported and exits with its code. Failures print one line, `rill: <what went
- * wrong>`, on stderr and exit 1 (2 for bad usage); a closed stdout (`rill consume t | head`) ends
+ * wrong>`, on stderr and exit 1 (2 for bad usage: commander's own usage errors, such as a missing
+ * argument or an unknown option, and options whose value is invalid); a closed stdout (`rill consume t | head`) ends
  * the command quietly with 0.
  */
+import { CommanderError } from "commander";
 import { CliError, describeError } from "./context.js";
 import { buildProgram } from "./program.js";
 
@@ -25,6 +27,8 @@ async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (e) {
+    // Commander has printed its message (or the help) already; 0 for --help and --version.
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
     const code = e instanceof CliError ? e.exitCode : 1;
     process.stderr.write(`rill: ${describeError(e)}\n`);
     return code;

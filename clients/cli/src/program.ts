@@ -17,6 +17,9 @@ export function buildProgram(): Command {
     )
     .option("-v, --verbose", "log the client's retries and reconnects to stderr")
     .showHelpAfterError()
+    // Usage errors (missing argument, unknown option...) throw a CommanderError instead of exiting
+    // with commander's code 1; main.ts turns them into exit code 2. Subcommands inherit this.
+    .exitOverride()
     .configureOutput({ outputError: (s, write) => write(s.startsWith("error:") ? `rill: ${s}` : s) });
   registerTopicCommands(program);
   registerProduceCommand(program);

@@ -149,6 +149,17 @@ export class UnsupportedCompressionError extends RillError {
   }
 }
 
+/**
+ * DATA_LOSS: a fetched batch is inconsistent (e.g. it holds more or fewer records than its
+ * `record_count`), so its records' offsets cannot be trusted. Not retriable: fetching the same batch
+ * again gives the same bytes.
+ */
+export class CorruptBatchError extends RillError {
+  constructor(message: string, options: RillErrorOptions = {}) {
+    super(message, withCode({ retriable: false, ...options }, status.DATA_LOSS));
+  }
+}
+
 /** The producer, consumer or client was closed. */
 export class ClientClosedError extends RillError {
   constructor(message = "the client is closed", options: RillErrorOptions = {}) {

@@ -40,6 +40,7 @@ export {
   CancelledError,
   ClientClosedError,
   Code,
+  CorruptBatchError,
   FailedPreconditionError,
   fromGrpcError,
   InvalidArgumentError,

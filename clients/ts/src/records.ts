@@ -8,11 +8,15 @@
  * ZSTD and LZ4 are refused with an {@link UnsupportedCompressionError} (this client cannot decode
  * them yet).
  *
+ * Record count: a batch must hold exactly `record_count` records (the broker trusts that field for
+ * compressed batches, whose records it never decodes, and assigns offsets by it). Any other number
+ * raises a {@link CorruptBatchError} instead of handing out offsets that overlap the next batch.
+ *
  * Keys: on the wire an absent key and an empty key are the same thing (proto3 `bytes`), so a record
  * produced with an empty key is read back with `key: null`.
  */
 import { gunzipSync } from "node:zlib";
-import { InvalidArgumentError, UnsupportedCompressionError } from "./errors.js";
+import { CorruptBatchError, InvalidArgumentError, UnsupportedCompressionError } from "./errors.js";
 import { type Batch, Compression, RecordBatch } from "./gen/rill/v1/record.js";
 
 /** One header of a record. Order and duplicates are kept as produced. */
@@ -84,6 +88,9 @@ export function decodeBatch(
   const base = batch.baseOffset;
   if (base + BigInt(batch.recordCount) <= fromOffset && batch.recordCount > 0) return out;
   const records = batchRecords(batch).records;
+  if (records.length !== batch.recordCount) {
+    throw corruptCount(topic, partition, base, batch.recordCount, records.length);
+  }
   const skip = fromOffset > base ? Number(fromOffset - base) : 0;
   const appendTime = Number(batch.appendTimeMs);
   for (let i = skip; i < records.length; i++) {
@@ -99,6 +106,20 @@ export function decodeBatch(
     });
   }
   return out;
+}
+
+/** The error for a batch whose records do not match its `record_count` (shared with the fast decoder). */
+export function corruptCount(
+  topic: string,
+  partition: number,
+  baseOffset: bigint,
+  recordCount: number,
+  actual: number,
+): CorruptBatchError {
+  return new CorruptBatchError(
+    `corrupt batch in topic "${topic}" partition ${partition} at base offset ${baseOffset}: ` +
+      `record_count says ${recordCount} records but it holds ${actual}`,
+  );
 }
 
 /** Decodes every batch of a fetch response (see {@link decodeBatch}). */

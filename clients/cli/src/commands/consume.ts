@@ -24,11 +24,22 @@ interface ConsumeOptions {
   format?: string;
 }
 
-/** Parses `--from`: earliest | latest | an offset | an ISO-8601 time. */
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** Parses `--from`: earliest | latest | an offset (0 to 2^63-1, an int64) | an ISO-8601 time. */
 export function parseFrom(value: string | undefined): StartPosition {
   if (value === undefined || value === "earliest") return "earliest";
   if (value === "latest") return "latest";
-  if (/^\d+$/.test(value)) return BigInt(value);
+  if (/^\d+$/.test(value)) {
+    const offset = BigInt(value);
+    if (offset > INT64_MAX) {
+      throw new CliError(
+        `--from offset must be at most ${INT64_MAX} (a signed 64-bit integer), got "${value}"`,
+        2,
+      );
+    }
+    return offset;
+  }
   if (/^\d{4}-\d{2}-\d{2}/.test(value)) {
     const t = Date.parse(value);
     if (!Number.isNaN(t)) return new Date(t);

@@ -8,7 +8,10 @@
  *
  * Throughput: input is read in large chunks, split into lines without decoding, and each chunk's
  * records go to the producer in one `send`; the command only waits when the producer's buffer is
- * full. At the end it flushes and prints, on stderr, how many records went to each partition and
+ * full. A line spanning many chunks is kept as a list of its pieces and joined once, when its
+ * newline arrives (linear in its length). A line is one record, so it must fit in one batch: once a
+ * line grows past the topic's max.batch.bytes (from DescribeTopic; for a topic that does not exist
+ * yet, the largest max.batch.bytes a broker allows, 64 MiB) the command stops with an error. At the end it flushes and prints, on stderr, how many records went to each partition and
  * their offset range. With `--file` and a terminal on stderr a progress bar shows the bytes sent.
  *
  * SIGINT stops reading, sends what was read, prints the summary and exits with 130.
@@ -16,7 +19,12 @@
 import { createReadStream, statSync } from "node:fs";
 import { Presets, SingleBar } from "cli-progress";
 import type { Command } from "commander";
-import type { ProducerRecord, RecordMetadata } from "../../../ts/src/index.js";
+import {
+  type ProducerRecord,
+  type RecordMetadata,
+  type RillClient,
+  TopicNotFoundError,
+} from "../../../ts/src/index.js";
 import { CliError, describeError, globalOptions, parseCount, withClient } from "../context.js";
 
 interface ProduceOptions {
@@ -39,20 +47,93 @@ interface PartitionStats {
 
 const NEWLINE = 0x0a;
 
-/** Splits `buf` into lines; returns the records of whole lines and the unterminated rest. */
-export function splitLines(
-  buf: Buffer,
-  toRecord: (line: Buffer) => ProducerRecord,
-): { records: ProducerRecord[]; rest: Buffer | null } {
-  const records: ProducerRecord[] = [];
-  let start = 0;
-  for (;;) {
-    const nl = buf.indexOf(NEWLINE, start);
-    if (nl === -1) break;
-    records.push(toRecord(buf.subarray(start, nl)));
-    start = nl + 1;
+/** The largest max.batch.bytes a broker accepts: the line limit when the topic's own is unknown. */
+export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Splits a byte stream into lines on "\n" (byte-exact: a "\r" before it stays in the line). The
+ * unfinished line is kept as a list of chunks and joined once its newline arrives, so a line
+ * spanning n chunks costs O(its length), not O(n × its length). A line longer than `maxLineBytes`
+ * throws a {@link CliError} as soon as it is known to be too long, without waiting for its end.
+ */
+export class LineSplitter {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** Whole lines seen so far (for the error's line number). */
+  private lines = 0;
+
+  constructor(
+    private readonly maxLineBytes = Number.POSITIVE_INFINITY,
+    private readonly limitName = "the limit",
+  ) {}
+
+  /** The lines `chunk` completes, in order (views into it where possible). */
+  push(chunk: Buffer): Buffer[] {
+    const out: Buffer[] = [];
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf(NEWLINE, start);
+      if (nl === -1) break;
+      this.check(this.pendingBytes + nl - start);
+      if (this.pending.length === 0) {
+        out.push(chunk.subarray(start, nl));
+      } else {
+        this.pending.push(chunk.subarray(start, nl));
+        out.push(Buffer.concat(this.pending, this.pendingBytes + nl - start));
+        this.pending = [];
+        this.pendingBytes = 0;
+      }
+      this.lines++;
+      start = nl + 1;
+    }
+    if (start < chunk.length) {
+      const rest = chunk.length - start;
+      this.check(this.pendingBytes + rest);
+      // A whole chunk is all line: keep it; a tail is copied so it does not pin the whole chunk.
+      this.pending.push(start === 0 ? chunk : Buffer.from(chunk.subarray(start)));
+      this.pendingBytes += rest;
+    }
+    return out;
   }
-  return { records, rest: start < buf.length ? buf.subarray(start) : null };
+
+  /** The last line, if the input did not end with a newline; else null. */
+  end(): Buffer | null {
+    if (this.pending.length === 0) return null;
+    const last = Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.lines++;
+    return last;
+  }
+
+  private check(bytes: number): void {
+    if (bytes > this.maxLineBytes) {
+      throw new CliError(
+        `line ${this.lines + 1} is longer than ${this.maxLineBytes} bytes (${this.limitName}); ` +
+          "each line is one record and must fit in one batch",
+      );
+    }
+  }
+}
+
+/**
+ * The longest line the topic can take as one record: its max.batch.bytes, or for a topic that does
+ * not exist yet (it will be auto-created) {@link DEFAULT_MAX_LINE_BYTES}.
+ */
+export async function maxLineBytes(
+  client: RillClient,
+  topic: string,
+): Promise<{ bytes: number; name: string }> {
+  try {
+    const d = await client.admin().describeTopic(topic);
+    const max = d.config?.maxBatchBytes;
+    if (max !== undefined && max > 0n) {
+      return { bytes: Number(max), name: `the max.batch.bytes of topic "${topic}"` };
+    }
+  } catch (e) {
+    if (!(e instanceof TopicNotFoundError)) throw e;
+  }
+  return { bytes: DEFAULT_MAX_LINE_BYTES, name: "the largest max.batch.bytes a broker allows" };
 }
 
 /** Makes the line → record function for the given options. */
@@ -164,6 +245,7 @@ async function produce(topic: string, opts: ProduceOptions, globals: ReturnType<
 
   try {
     await withClient(globals, async (client) => {
+      const limit = await maxLineBytes(client, topic);
       const producer = client.producer({
         lingerMs,
         compression,
@@ -180,15 +262,13 @@ async function produce(topic: string, opts: ProduceOptions, globals: ReturnType<
       };
       const toRecord = recordMaker(opts.keySeparator, partition);
       bar?.start(fileSize, 0, { records: 0 });
-      let rest: Buffer | null = null;
+      const splitter = new LineSplitter(limit.bytes, limit.name);
       let read = 0;
       try {
         for await (const chunk of input as AsyncIterable<Buffer>) {
           read += chunk.length;
-          const buf: Buffer = rest === null ? chunk : Buffer.concat([rest, chunk]);
-          const split = splitLines(buf, toRecord);
-          rest = split.rest === null ? null : Buffer.from(split.rest); // copy: do not pin the chunk
-          if (split.records.length > 0) send(split.records);
+          const lines = splitter.push(chunk);
+          if (lines.length > 0) send(lines.map(toRecord));
           bar?.update(read, { records });
           if (!producer.writable) await producer.waitWritable();
           if (failure !== undefined || interrupted) break;
@@ -196,6 +276,7 @@ async function produce(topic: string, opts: ProduceOptions, globals: ReturnType<
       } catch (e) {
         if (!interrupted) throw e;
       }
+      const rest = splitter.end();
       if (rest !== null && failure === undefined) send([toRecord(rest)]);
       await producer.flush();
       await Promise.all(outstanding);

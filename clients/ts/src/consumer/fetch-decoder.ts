@@ -8,10 +8,11 @@
  *
  * Anything off the common path (compressed batches, a batch whose records field is split) goes
  * through the generated `Batch` codec and {@link decodeBatch}, so both paths give the same records.
- * The unit tests check that they agree on random batches.
+ * The unit tests check that they agree on random batches. Both refuse a batch whose records do not
+ * number its `record_count` (a {@link CorruptBatchError}), since record i's offset is base + i.
  */
 import { Batch } from "../gen/rill/v1/record.js";
-import { type ConsumedRecord, decodeBatch, type RecordHeader } from "../records.js";
+import { type ConsumedRecord, corruptCount, decodeBatch, type RecordHeader } from "../records.js";
 
 /** A Fetch response whose batches are still encoded. */
 export interface RawFetchResponse {
@@ -160,9 +161,13 @@ export function decodeRawBatch(
   }
   if (!plain || compression > 1) return decodeBatch(Batch.decode(buf), topic, partition, fromOffset, out);
   if (baseOffset + BigInt(recordCount) <= fromOffset && recordCount > 0) return out;
-  if (records < 0) return out;
+  if (records < 0) {
+    if (recordCount !== 0) throw corruptCount(topic, partition, baseOffset, recordCount, 0);
+    return out;
+  }
   const skip = fromOffset > baseOffset ? Number(fromOffset - baseOffset) : 0;
   const rr = new Reader(buf, records, recordsEnd);
+  const before = out.length;
   let i = 0;
   let offset = baseOffset + BigInt(skip);
   while (rr.pos < rr.end) {
@@ -176,6 +181,10 @@ export function decodeRawBatch(
     if (i++ < skip) continue;
     out.push(decodeRecord(new Reader(buf, start, start + len), topic, partition, offset, appendTime));
     offset++;
+  }
+  if (i !== recordCount) {
+    out.length = before; // none of this batch's records: their offsets cannot be trusted
+    throw corruptCount(topic, partition, baseOffset, recordCount, i);
   }
   return out;
 }

@@ -44,6 +44,9 @@ export class SendState {
       this.resolveFn = resolve;
       this.rejectFn = reject;
     });
+    // The send hands this promise on; should a state ever be failed with nobody awaiting it, that
+    // must not become an unhandled rejection (fatal on Node >= 15).
+    this.promise.catch(() => {});
   }
 
   /** One of its batches was appended. */

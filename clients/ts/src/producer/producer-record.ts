@@ -4,6 +4,7 @@
  * headers keep their order, timestamps become int64 milliseconds. Also estimates each record's
  * size, which the producer's buffer bound and batch sealing count in.
  */
+import { inspect } from "node:util";
 import { InvalidArgumentError } from "../errors.js";
 import { checkInt64, type EncodedHeader, type Timestamp } from "./batch-encoder.js";
 
@@ -27,6 +28,8 @@ export interface ProducerRecord {
   /** Send to this partition instead of letting the partitioner choose. */
   partition?: number | undefined;
 }
+
+const INT32_MAX = 0x7fffffff;
 
 /** Bytes a record costs besides its key, value and headers (tags, lengths, timestamp). */
 const RECORD_OVERHEAD = 16;
@@ -96,8 +99,12 @@ export function prepare(input: readonly ProducerRecord[]): Prepared {
     const key = r.key === undefined || r.key === null ? null : toBuffer(r.key, "key");
     const h = toHeaders(r.headers);
     const p = r.partition;
-    if (p !== undefined && !(Number.isInteger(p) && p >= 0)) {
-      throw new InvalidArgumentError(`record ${i}: partition must be a non-negative integer, got ${p}`);
+    // The upper bound is the topic's partition count, checked once it is known; int32 at most (the
+    // wire type), so that even a send to a topic the broker does not know yet encodes correctly.
+    if (p !== undefined && !(typeof p === "number" && Number.isInteger(p) && p >= 0 && p <= INT32_MAX)) {
+      throw new InvalidArgumentError(
+        `record ${i}: partition must be a non-negative integer (an int32), got ${inspect(p)}`,
+      );
     }
     values[i] = value;
     // An empty key is no key on the wire (proto3 bytes); murmur2 still sees it as given.

@@ -2,8 +2,11 @@
  * The producer: batches records per partition and appends them through client-streaming Produce
  * calls.
  *
- * Flow: `send` normalizes records, waits for buffer room if the buffer is full, picks each record's
- * partition and adds it to the accumulator, then returns a promise for the records' offsets. A batch
+ * Flow: `send` normalizes records, reserves their bytes in the buffer (waiting for room if it is
+ * full; a send still looking up its topic's partition count holds its bytes too, so `writable`
+ * bounds it), picks every record's partition, and only then adds them to the accumulator, so a send
+ * whose partitioner throws or answers a partition that does not exist appends none of its records
+ * and releases its bytes. It returns a promise for the records' offsets. A batch
  * is sealed when full (`batchBytes`), after `lingerMs`, or on flush. Ready batches, possibly for many
  * partitions, go out together on one Produce stream (up to `maxStreamBytes`); at most `maxInFlight`
  * streams are open at once.
@@ -29,6 +32,7 @@
  * records sent before a topic exists therefore all land in partition 0: create topics first when key
  * placement matters.
  */
+import { inspect } from "node:util";
 import type { Connection } from "../connection.js";
 import {
   ClientClosedError,
@@ -186,8 +190,7 @@ export class Producer {
       batchBytes,
       compression,
       durability: durabilityOf(options.durability),
-      onSealed: (topic, partition) =>
-        this.partitioner.onBatchSealed?.(topic, partition, this.usedCounts.get(topic) ?? 1),
+      onSealed: (topic, partition) => this.onSealed(topic, partition),
     });
   }
 
@@ -219,20 +222,30 @@ export class Producer {
     const list: readonly ProducerRecord[] = Array.isArray(records) ? records : [records as ProducerRecord];
     if (list.length === 0) return undefined;
     const prepared = prepare(list);
-    let count = this.counts.cached(topic);
-    if (count === undefined) count = await this.counts.fetch(topic);
-    const checked = this.checkPartitions(topic, count, prepared.partitions);
-    count = checked instanceof Promise ? await checked : checked;
+    // Reserve the bytes before the metadata lookup, so that sends waiting for it count toward the
+    // buffer bound (and `writable`) too; every failure below gives them back.
     if (this.waiters.length > 0 || !this.hasRoom(prepared.bytes)) await this.waitForRoom(prepared.bytes);
     else this.buffered += prepared.bytes;
-    if (this.closed) {
+    let partitions: number[];
+    let count: number | null | undefined;
+    try {
+      count = this.counts.cached(topic);
+      if (count === undefined) count = await this.counts.fetch(topic);
+      const checked = this.checkPartitions(topic, count, prepared.partitions);
+      count = checked instanceof Promise ? await checked : checked;
+      if (this.closed) throw new ClientClosedError("the producer is closed");
+      partitions = this.choosePartitions(topic, count, prepared);
+    } catch (e) {
       this.release(prepared.bytes);
-      throw new ClientClosedError("the producer is closed");
+      throw e;
     }
-    return this.enqueue(topic, count, prepared);
+    return this.enqueue(topic, count, prepared, partitions);
   }
 
-  /** False while the buffer is full or sends wait for room; see {@link waitWritable}. */
+  /**
+   * False while the buffer is full or sends wait for room; see {@link waitWritable}. Sends still
+   * looking up their topic's partition count hold their bytes, so they count here too.
+   */
   get writable(): boolean {
     return this.waiters.length === 0 && this.buffered < this.bufferBytes;
   }
@@ -337,7 +350,60 @@ export class Producer {
     }
   }
 
-  private enqueue(topic: string, count: number | null, prepared: Prepared): SendState {
+  /**
+   * Every record's partition, before any is appended (so a send is all-or-nothing): the one it
+   * names, else the partitioner's answer, which must be an integer in [0, numPartitions); partition
+   * 0 for a topic the broker does not know yet. Throws on the first record it cannot place.
+   */
+  private choosePartitions(topic: string, count: number | null, prepared: Prepared): number[] {
+    const { keys, partitions } = prepared;
+    const n = partitions.length;
+    const chosen = new Array<number>(n);
+    for (let i = 0; i < n; i++) {
+      const named = partitions[i];
+      chosen[i] = named ?? (count === null ? 0 : this.askPartitioner(topic, keys[i]!, count));
+    }
+    return chosen;
+  }
+
+  /** The partitioner's answer for one record, checked; throws a RillError naming what went wrong. */
+  private askPartitioner(topic: string, key: Buffer | null, numPartitions: number): number {
+    let p: unknown;
+    try {
+      p = this.partitioner.partition({ topic, key, numPartitions });
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      throw new RillError(`the partitioner failed for a record of topic "${topic}": ${why}`, {
+        cause: e,
+        retriable: false,
+      });
+    }
+    if (typeof p === "number" && Number.isInteger(p) && p >= 0 && p < numPartitions) return p;
+    throw new InvalidArgumentError(
+      `the partitioner returned ${inspect(p)} for a record of topic "${topic}", which has ` +
+        `${numPartitions} partition${numPartitions === 1 ? "" : "s"}: a partition must be an integer ` +
+        `from 0 to ${numPartitions - 1}`,
+    );
+  }
+
+  /** Tells the partitioner a batch was sealed; a partitioner that throws here is only logged. */
+  private onSealed(topic: string, partition: number): void {
+    this.sealedNow?.add(partition);
+    try {
+      this.partitioner.onBatchSealed?.(topic, partition, this.usedCounts.get(topic) ?? 1);
+    } catch (e) {
+      this.log.warn("partitioner.onBatchSealed threw", { topic, partition, error: String(e) });
+    }
+  }
+
+  /** Partitions of the topic being enqueued whose batch was sealed during the enqueue. */
+  private sealedNow: Set<number> | undefined;
+
+  /**
+   * Appends a send's records to batches, at the partitions {@link choosePartitions} picked. The
+   * bytes were reserved as a whole; each batch releases its own share when it settles.
+   */
+  private enqueue(topic: string, count: number | null, prepared: Prepared, chosen: number[]): SendState {
     const known = count !== null;
     const numPartitions = count ?? 1;
     if (!known) this.unknownTopics.add(topic);
@@ -346,24 +412,49 @@ export class Producer {
     const n = sizes.length;
     const state = new SendState(n);
     let opened = false;
-    for (let i = 0; i < n; i++) {
-      const size = sizes[i]!;
-      const named = partitions[i];
-      const key = keys[i]!;
-      let p = named ?? (known ? this.partitioner.partition({ topic, key, numPartitions }) : 0);
-      if (this.acc.wouldOverflow(topic, p, size)) {
-        this.acc.seal(topic, p);
-        // A keyless record follows the sticky partitioner to its next partition.
-        if (named === undefined && key === null && known) {
-          p = this.partitioner.partition({ topic, key, numPartitions });
+    const sealed = new Set<number>();
+    this.sealedNow = sealed;
+    let i = 0;
+    try {
+      for (; i < n; i++) {
+        const size = sizes[i]!;
+        const keyless = partitions[i] === undefined && keys[i] === null && known;
+        let p = chosen[i]!;
+        // A keyless record follows the sticky partitioner to its next partition once this send
+        // sealed the batch it was headed for (as if asked only now); failing that, it stays put.
+        if (keyless && sealed.has(p)) p = this.askAgain(topic, numPartitions, p);
+        if (this.acc.wouldOverflow(topic, p, size)) {
+          this.acc.seal(topic, p);
+          if (keyless) p = this.askAgain(topic, numPartitions, p);
         }
+        if (this.acc.append(topic, p, prepared, i, state)) opened = true;
       }
-      if (this.acc.append(topic, p, prepared, i, state)) opened = true;
+    } catch (e) {
+      // Not expected (every record was checked): never leak the bytes of the records not appended.
+      let rest = 0;
+      for (let j = i; j < n; j++) rest += sizes[j]!;
+      this.release(rest);
+      state.fail(fromGrpcError(e));
+    } finally {
+      this.sealedNow = undefined;
     }
-    // The bytes were reserved as a whole; each batch releases its own share when it settles.
     if (opened) this.armLinger();
     if (this.acc.readyCount > 0) this.pump();
     return state;
+  }
+
+  /** The partitioner's new answer for a keyless record, or `fallback` if it fails (logged). */
+  private askAgain(topic: string, numPartitions: number, fallback: number): number {
+    try {
+      return this.askPartitioner(topic, null, numPartitions);
+    } catch (e) {
+      this.log.warn("partitioner failed after a batch was sealed; keeping its first answer", {
+        topic,
+        partition: fallback,
+        error: (e as Error).message,
+      });
+      return fallback;
+    }
   }
 
   private armLinger(): void {

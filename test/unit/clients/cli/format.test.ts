@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { jsonLine, parseFrom, render } from "../../../../clients/cli/src/commands/consume.js";
-import { formatSummary, recordMaker, splitLines } from "../../../../clients/cli/src/commands/produce.js";
+import { formatSummary, LineSplitter, recordMaker } from "../../../../clients/cli/src/commands/produce.js";
 import { formatTable } from "../../../../clients/cli/src/commands/topic.js";
 import { CliError, describeError } from "../../../../clients/cli/src/context.js";
 import {
@@ -25,10 +25,54 @@ function rec(value: Buffer | string, key: Buffer | string | null = null): Consum
 describe("client > cli > produce input", () => {
   it("splits lines on \\n only and keeps the unterminated rest", () => {
     // Ensures line splitting is byte-exact: \r stays, empty lines are records, the tail waits.
-    const { records, rest } = splitLines(Buffer.from("a\r\n\nb\npartial"), recordMaker(undefined, undefined));
-    expect(records.map((r) => (r.value as Buffer).toString())).toEqual(["a\r", "", "b"]);
-    expect(rest?.toString()).toBe("partial");
-    expect(splitLines(Buffer.from("x\n"), recordMaker(undefined, undefined)).rest).toBeNull();
+    const s = new LineSplitter();
+    expect(s.push(Buffer.from("a\r\n\nb\npartial")).map(String)).toEqual(["a\r", "", "b"]);
+    expect(s.end()?.toString()).toBe("partial");
+    const t = new LineSplitter();
+    expect(t.push(Buffer.from("x\n")).map(String)).toEqual(["x"]);
+    expect(t.end()).toBeNull();
+  });
+
+  it("joins a line spanning many chunks, across CRLF and chunk edges", () => {
+    // Ensures chunked input gives the same lines as one buffer, whatever the chunk boundaries.
+    const text = `${"x".repeat(10_000)}\r\nshort\r\n\n${"y".repeat(5_000)}\nlast`;
+    const s = new LineSplitter();
+    const lines: string[] = [];
+    const input = Buffer.from(text);
+    for (let i = 0; i < input.length; i += 7) lines.push(...s.push(input.subarray(i, i + 7)).map(String));
+    const last = s.end();
+    if (last !== null) lines.push(last.toString());
+    expect(lines).toEqual([`${"x".repeat(10_000)}\r`, "short\r", "", "y".repeat(5_000), "last"]);
+  });
+
+  it("copies an unfinished tail rather than pinning its chunk", () => {
+    // Ensures the pending rest of a chunk is its own bytes (the chunk it came from can go).
+    const t = new LineSplitter();
+    const chunk = Buffer.from("x\nyz");
+    t.push(chunk);
+    chunk.fill(0x21);
+    expect(t.end()?.toString()).toBe("yz");
+  });
+
+  it("fails with a one-line error as soon as a line passes the limit", () => {
+    // Ensures an over-long line is refused early (before its newline) instead of buffered whole.
+    const s = new LineSplitter(10, 'the max.batch.bytes of topic "t"');
+    expect(s.push(Buffer.from("ok\n0123456789\n")).map(String)).toEqual(["ok", "0123456789"]);
+    s.push(Buffer.from("01234"));
+    const err = (() => {
+      try {
+        s.push(Buffer.from("567890"));
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(err).toBeInstanceOf(CliError);
+    expect((err as CliError).exitCode).toBe(1);
+    expect((err as Error).message).toBe(
+      'line 3 is longer than 10 bytes (the max.batch.bytes of topic "t"); each line is one record and must fit in one batch',
+    );
+    expect(() => new LineSplitter(3).push(Buffer.from("abcd\n"))).toThrow(/line 1 is longer than 3 bytes/);
   });
 
   it("splits the key at the first separator and applies --partition", () => {
@@ -89,8 +133,27 @@ describe("client > cli > consume output", () => {
     expect(parseFrom(undefined)).toBe("earliest");
     expect(parseFrom("latest")).toBe("latest");
     expect(parseFrom("42")).toBe(42n);
+    expect(parseFrom("9223372036854775807")).toBe(2n ** 63n - 1n);
     expect(parseFrom("2024-01-02T03:04:05Z")).toEqual(new Date("2024-01-02T03:04:05Z"));
     expect(() => parseFrom("yesterday")).toThrow(CliError);
+  });
+
+  it("refuses a --from offset past int64 as a usage error", () => {
+    // Ensures an offset that cannot go on the wire is rejected up front with exit code 2.
+    for (const v of ["9223372036854775808", "99999999999999999999"]) {
+      const err = (() => {
+        try {
+          parseFrom(v);
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
+      expect(err).toBeInstanceOf(CliError);
+      expect((err as CliError).exitCode).toBe(2);
+      expect((err as Error).message).toMatch(/--from offset must be at most 9223372036854775807/);
+    }
+    expect(() => parseFrom("-1")).toThrow(CliError);
   });
 });
 

@@ -1,15 +1,22 @@
 import { gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { decodeFetchResponse, decodeRawBatches } from "../../../../clients/ts/src/consumer/fetch-decoder.js";
+import {
+  decodeFetchResponse,
+  decodeRawBatch,
+  decodeRawBatches,
+} from "../../../../clients/ts/src/consumer/fetch-decoder.js";
+import { CorruptBatchError } from "../../../../clients/ts/src/errors.js";
 import { FetchResponse } from "../../../../clients/ts/src/gen/rill/v1/log.js";
 import {
   type Batch,
+  Batch as BatchCodec,
   Compression,
   type Record,
   RecordBatch,
 } from "../../../../clients/ts/src/gen/rill/v1/record.js";
-import { decodeBatches } from "../../../../clients/ts/src/records.js";
+import { type ConsumedRecord, decodeBatch, decodeBatches } from "../../../../clients/ts/src/records.js";
+import { record } from "../helpers/fake-broker.js";
 
 const bytes = (max: number) => fc.uint8Array({ maxLength: max }).map((a) => Buffer.from(a));
 const recordArb: fc.Arbitrary<Record> = fc.record({
@@ -91,5 +98,62 @@ describe("client > consumer > fetch decoder", () => {
   it("throws on a truncated response", () => {
     // Ensures corrupt input fails loudly instead of yielding garbage records.
     expect(() => decodeFetchResponse(Buffer.from([0x0a, 0x05, 0x11]))).toThrow(/premature end/);
+  });
+});
+
+describe("client > consumer > batch record_count", () => {
+  const batchOf = (recordCount: number, gzip: boolean): Batch => {
+    const records = [record("g0"), record("g1"), record("g2")];
+    return {
+      crc32c: 0,
+      baseOffset: 10n,
+      recordCount,
+      appendTimeMs: 1n,
+      producerId: 0n,
+      producerSequence: 0,
+      compression: gzip ? Compression.COMPRESSION_GZIP : Compression.COMPRESSION_NONE,
+      records: gzip ? undefined : { records },
+      compressedRecords: gzip ? gzipSync(RecordBatch.encode({ records }).finish()) : Buffer.alloc(0),
+    };
+  };
+  const wire = (b: Batch) => Buffer.from(BatchCodec.encode(b).finish());
+
+  it("never yields more records than a batch's record_count (offsets would collide with the next batch)", () => {
+    // Ensures a compressed batch holding more records than it says is refused, not given offsets 10..12.
+    const out: ConsumedRecord[] = [];
+    expect(() => decodeRawBatch(wire(batchOf(1, true)), "t", 4, 0n, out)).toThrow(CorruptBatchError);
+    expect(out).toEqual([]);
+  });
+
+  it("refuses a count mismatch on both paths with a clear, non-retriable error", () => {
+    // Ensures the fast decoder and the generated codec agree: topic, partition and base offset named.
+    const message = 'corrupt batch in topic "t" partition 4 at base offset 10: record_count says';
+    for (const [count, gzip] of [
+      [1, true],
+      [5, true],
+      [2, false],
+      [4, false],
+    ] as const) {
+      const b = batchOf(count, gzip);
+      const fast = (() => {
+        try {
+          decodeRawBatch(wire(b), "t", 4, 0n, []);
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
+      expect(fast).toBeInstanceOf(CorruptBatchError);
+      expect((fast as CorruptBatchError).retriable).toBe(false);
+      expect((fast as Error).message).toBe(`${message} ${count} records but it holds 3`);
+      expect(() => decodeBatch(b, "t", 4, 0n)).toThrow(`${message} ${count} records but it holds 3`);
+    }
+    // A matching count decodes as before.
+    expect(decodeRawBatch(wire(batchOf(3, true)), "t", 4, 11n, []).map((r) => r.offset)).toEqual([11n, 12n]);
+    expect(decodeRawBatch(wire(batchOf(3, false)), "t", 4, 0n, []).map((r) => r.offset)).toEqual([
+      10n,
+      11n,
+      12n,
+    ]);
   });
 });

@@ -45,6 +45,8 @@ export interface FakeBroker {
   produceScripts: ProduceScript[];
   /** Replaces the default Fetch behaviour. */
   fetchHandler?: (call: ServerWritableStream<FetchRequest, FetchResponse>) => void;
+  /** Replaces the default GetMetadata behaviour (e.g. to never answer). */
+  metadataHandler?: (request: { topics: string[] }, cb: sendUnaryData<GetMetadataResponse>) => void;
   /** Delay before answering a Produce (ms). */
   produceDelayMs: number;
   stop(): Promise<void>;
@@ -149,6 +151,10 @@ export async function startFakeBroker(partitions = 1): Promise<FakeBroker> {
   });
   server.addService(ClusterServiceService, {
     getMetadata(call: { request: { topics: string[] } }, cb: sendUnaryData<GetMetadataResponse>) {
+      if (fake.metadataHandler) {
+        fake.metadataHandler(call.request, cb);
+        return;
+      }
       cb(null, {
         clusterId: "fake",
         brokers: [{ brokerId: 1, host: "127.0.0.1", port: 0 }],

@@ -6,6 +6,7 @@ import {
   InvalidArgumentError,
   type RillClient,
 } from "../../../../clients/ts/src/index.js";
+import { SendState } from "../../../../clients/ts/src/producer/accumulator.js";
 import { type FakeBroker, startFakeBroker, status } from "../helpers/fake-broker.js";
 
 let fake: FakeBroker;
@@ -124,6 +125,142 @@ describe("client > producer > batching", () => {
     await producer.close();
     await expect(pending).resolves.toHaveLength(1);
     await expect(producer.send("t", { value: "after" })).rejects.toBeInstanceOf(ClientClosedError);
+  });
+});
+
+describe("client > producer > partitioner", () => {
+  it("a throwing partitioner leaks no buffer bytes and appends none of the rejected send's records", async () => {
+    // Ensures a send is all-or-nothing: every partition is chosen before any record is batched.
+    const partitioner = {
+      partition: ({ key }: { key: Uint8Array | null }) => {
+        if (key !== null && Buffer.from(key).toString() === "bad") throw new Error("no partition for 'bad'");
+        return 0;
+      },
+    };
+    const producer = client.producer({ partitioner, bufferBytes: 10_000 });
+    await producer.send("t", { key: "warm", value: "x" }); // metadata cached
+    await expect(
+      producer.send("t", [
+        { key: "ok1", value: "a" },
+        { key: "bad", value: "b" },
+        { key: "ok2", value: "c" },
+      ]),
+    ).rejects.toThrow(/no partition/);
+    await producer.flush();
+    expect(producer.bufferedBytes).toBe(0);
+    expect(values(0)).toEqual(["x"]);
+    // The buffer bound still holds its full size: a send of nearly bufferBytes goes through.
+    await producer.send("t", { key: "big", value: Buffer.alloc(9_970) });
+    expect(producer.bufferedBytes).toBe(0);
+  });
+
+  it("a partitioner's out-of-range answer is refused before it corrupts the request", async () => {
+    // Ensures -1 (or numPartitions) fails the send naming the answer instead of encoding a bad varint.
+    for (const answer of [-1, 3]) {
+      const producer = client.producer({ partitioner: { partition: () => answer } });
+      const err = await producer.send("t", { key: "k", value: "v" }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(InvalidArgumentError);
+      expect(String(err)).toContain(`the partitioner returned ${answer} for a record of topic "t"`);
+      expect(String(err)).not.toMatch(/malformed|wire type|parse/i);
+      expect(producer.bufferedBytes).toBe(0);
+    }
+    expect(fake.produceCalls).toHaveLength(0);
+  });
+
+  it("a partitioner's fractional answer is not reported as the record's partition", async () => {
+    // Ensures 1.5 is refused rather than resolving { partition: 1.5 } for a record sent to 1.
+    const producer = client.producer({ partitioner: { partition: () => 1.5 } });
+    const res = await producer.send("t", { key: "k", value: "v" }).catch((e: Error) => e);
+    expect(res).toBeInstanceOf(InvalidArgumentError);
+    expect(String(res)).toContain("the partitioner returned 1.5");
+  });
+
+  it("refuses NaN and non-number answers, naming them", async () => {
+    // Ensures answers that would slip past the per-partition ordering guard fail the send.
+    for (const [answer, shown] of [
+      [Number.NaN, "NaN"],
+      ["1", "'1'"],
+      [undefined, "undefined"],
+    ] as const) {
+      const producer = client.producer({ partitioner: { partition: () => answer as unknown as number } });
+      const err = await producer.send("t", { key: "k", value: "v" }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(InvalidArgumentError);
+      expect(String(err)).toContain(`the partitioner returned ${shown} for`);
+    }
+    expect(fake.produceCalls).toHaveLength(0);
+  });
+
+  it("refuses an explicit partition that is not an int32 even for an unknown topic", async () => {
+    // Ensures a named partition is checked like the partitioner's answer before it is encoded.
+    const producer = client.producer();
+    for (const partition of [2 ** 31, 1.5, -1]) {
+      await expect(producer.send("t", { value: "x", partition })).rejects.toBeInstanceOf(
+        InvalidArgumentError,
+      );
+    }
+    expect(producer.bufferedBytes).toBe(0);
+  });
+
+  it("a failed send's state never becomes an unhandled rejection", async () => {
+    // Ensures a SendState failed with nobody awaiting it cannot crash the process (Node >= 15).
+    const state = new SendState(1);
+    state.fail(new Error("nobody listens"));
+    await new Promise((r) => setTimeout(r, 10));
+    await expect(state.promise).rejects.toThrow("nobody listens");
+  });
+});
+
+describe("client > producer > buffer bound", () => {
+  it("counts sends waiting for the partition-count lookup toward bufferBytes", async () => {
+    // Ensures `writable` goes false while metadata is pending, so a reader stops reading input.
+    const answers: (() => void)[] = [];
+    fake.metadataHandler = (req, cb) =>
+      answers.push(() =>
+        cb(null, {
+          clusterId: "fake",
+          brokers: [],
+          topics: req.topics.map((topic) => ({
+            topic,
+            partitions: [0, 1, 2].map((p) => ({ partition: p, leaderId: 1 })),
+          })),
+        }),
+      );
+    const producer = client.producer({ bufferBytes: 1_000 });
+    const sends: Promise<unknown>[] = [];
+    while (producer.writable && sends.length < 20) {
+      const p = producer.send("t", { value: Buffer.alloc(100) });
+      p.catch(() => {}); // awaited below; never unhandled if an assertion fails first
+      sends.push(p);
+    }
+    // 116 bytes a send: the 9th would pass 1000, so it waits for room and writable turns false.
+    expect(sends).toHaveLength(9);
+    expect(producer.writable).toBe(false);
+    expect(producer.bufferedBytes).toBe(8 * 116);
+    let drained = false;
+    void producer.waitWritable().then(() => {
+      drained = true;
+    });
+    // The lookup has not been answered: nothing frees up however long we wait.
+    while (answers.length === 0) await new Promise((r) => setTimeout(r, 5));
+    expect(producer.writable).toBe(false);
+    expect(drained).toBe(false);
+    for (const answer of answers.splice(0)) answer();
+    await producer.flush();
+    await Promise.all(sends);
+    expect(producer.bufferedBytes).toBe(0);
+    expect(producer.writable).toBe(true);
+    expect(drained).toBe(true);
+  });
+
+  it("gives back the bytes of a send whose lookup fails", async () => {
+    // Ensures a failed partition-count lookup releases the send's reservation.
+    fake.metadataHandler = (_req, cb) => cb({ code: status.PERMISSION_DENIED, details: "no" });
+    const producer = client.producer({ bufferBytes: 1_000 });
+    const p = producer.send("t", { value: Buffer.alloc(500) });
+    expect(producer.bufferedBytes).toBeGreaterThan(500);
+    await expect(p).rejects.toThrow(/no/);
+    expect(producer.bufferedBytes).toBe(0);
+    expect(producer.writable).toBe(true);
   });
 });
 
