@@ -1,0 +1,126 @@
+/**
+ * The producer's settings: the public `ProducerOptions`, their defaults, and their validation into
+ * a fully resolved form.
+ *
+ * Invariants: resolving either throws an `InvalidArgumentError` (checked in a fixed order, so the
+ * same bad options always name the same setting) or yields only finite integers within range, a
+ * known compression and durability, and retry options already validated, so the producer never
+ * fails on a setting later.
+ */
+import { InvalidArgumentError } from "../errors.js";
+import { Durability } from "../gen/rill/v1/log.js";
+import { type RetryOptions, resolveRetryOptions } from "../retry.js";
+import { DefaultPartitioner, type Partitioner } from "./partitioner.js";
+
+/** How acknowledged writes must be (the topic's default when undefined). */
+export type ProducerDurability = "written" | "fsynced";
+
+/** Producer settings; all optional. */
+export interface ProducerOptions {
+  /** How long a batch may wait for more records before it is sent (ms, default 5). */
+  lingerMs?: number;
+  /** A batch is sealed when it reaches this many bytes of records (default 256 KiB). */
+  batchBytes?: number;
+  /** Produce streams open at once (default 1). */
+  maxInFlight?: number;
+  /** Encoded batch bytes sent on one Produce stream, at least one batch (default 4 MiB). */
+  maxStreamBytes?: number;
+  /** Records buffered and not yet acknowledged, in bytes; `send` waits above it (default 32 MiB). */
+  bufferBytes?: number;
+  /** When the broker acknowledges (default: the topic's setting). */
+  durability?: ProducerDurability | undefined;
+  /** Batch compression (default "none"). */
+  compression?: "none" | "gzip";
+  /** Chooses partitions for records without one (default: Kafka's murmur2 + sticky). */
+  partitioner?: Partitioner;
+  /** Retry policy for retriable failures (defaults from the client). */
+  retry?: Partial<RetryOptions>;
+  /** Deadline of one Produce stream (ms, default: the client's requestTimeoutMs). */
+  requestTimeoutMs?: number;
+  /** Re-read a topic's partition count after this long (ms, default 5 min). */
+  metadataMaxAgeMs?: number;
+}
+
+/** Producer settings with every default applied and every value checked. */
+export interface ResolvedProducerOptions {
+  lingerMs: number;
+  batchBytes: number;
+  maxInFlight: number;
+  maxStreamBytes: number;
+  bufferBytes: number;
+  requestTimeoutMs: number;
+  compression: "none" | "gzip";
+  retry: Partial<RetryOptions>;
+  partitioner: Partitioner;
+  metadataMaxAgeMs: number;
+  durability: Durability;
+}
+
+/** The client-wide settings a producer's own options default to. */
+export interface ProducerOptionDefaults {
+  retry: Partial<RetryOptions>;
+  requestTimeoutMs: number;
+}
+
+const DEFAULTS = {
+  lingerMs: 5,
+  batchBytes: 256 * 1024,
+  maxInFlight: 1,
+  maxStreamBytes: 4 * 1024 * 1024,
+  bufferBytes: 32 * 1024 * 1024,
+  metadataMaxAgeMs: 5 * 60_000,
+};
+
+/** Applies the defaults and validates; throws an `InvalidArgumentError` on the first bad setting. */
+export function resolveProducerOptions(
+  options: ProducerOptions,
+  client: ProducerOptionDefaults,
+): ResolvedProducerOptions {
+  const lingerMs = positiveInt("lingerMs", options.lingerMs, DEFAULTS.lingerMs, 0);
+  const batchBytes = positiveInt("batchBytes", options.batchBytes, DEFAULTS.batchBytes);
+  const maxInFlight = positiveInt("maxInFlight", options.maxInFlight, DEFAULTS.maxInFlight);
+  const maxStreamBytes = positiveInt("maxStreamBytes", options.maxStreamBytes, DEFAULTS.maxStreamBytes);
+  const bufferBytes = positiveInt("bufferBytes", options.bufferBytes, DEFAULTS.bufferBytes);
+  const requestTimeoutMs = positiveInt("requestTimeoutMs", options.requestTimeoutMs, client.requestTimeoutMs);
+  const compression = options.compression ?? "none";
+  if (compression !== "none" && compression !== "gzip") {
+    throw new InvalidArgumentError(`compression must be "none" or "gzip", got ${String(compression)}`);
+  }
+  const retry = { ...client.retry, ...options.retry };
+  resolveRetryOptions(retry); // validate now, not on the first failure
+  const partitioner = options.partitioner ?? new DefaultPartitioner();
+  const metadataMaxAgeMs = positiveInt(
+    "metadataMaxAgeMs",
+    options.metadataMaxAgeMs,
+    DEFAULTS.metadataMaxAgeMs,
+    0,
+  );
+  const durability = durabilityOf(options.durability);
+  return {
+    lingerMs,
+    batchBytes,
+    maxInFlight,
+    maxStreamBytes,
+    bufferBytes,
+    requestTimeoutMs,
+    compression,
+    retry,
+    partitioner,
+    metadataMaxAgeMs,
+    durability,
+  };
+}
+
+function positiveInt(name: string, v: number | undefined, dflt: number, min = 1): number {
+  if (v === undefined) return dflt;
+  if (!(Number.isFinite(v) && v >= min))
+    throw new InvalidArgumentError(`${name} must be >= ${min}, got ${v}`);
+  return Math.floor(v);
+}
+
+function durabilityOf(d: ProducerDurability | undefined): Durability {
+  if (d === undefined) return Durability.DURABILITY_UNSPECIFIED;
+  if (d === "written") return Durability.DURABILITY_WRITTEN;
+  if (d === "fsynced") return Durability.DURABILITY_FSYNCED;
+  throw new InvalidArgumentError(`durability must be "written" or "fsynced", got ${String(d)}`);
+}
