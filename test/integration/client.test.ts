@@ -7,6 +7,7 @@ import {
   TopicExistsError,
   TopicNotFoundError,
 } from "../../clients/ts/src/index.js";
+import { take } from "../helpers/take.js";
 import { randomTopic, startTestBroker, type TestBroker } from "./helpers/broker.js";
 
 let broker: TestBroker;
@@ -21,21 +22,6 @@ afterAll(async () => {
   await client?.close();
   await broker?.stop();
 });
-
-/** Collects up to `max` records (bounded by `timeoutMs`) from an iterable, then leaves the loop. */
-async function take(
-  it: AsyncIterable<ConsumedRecord>,
-  max: number,
-  timeoutMs = 20_000,
-): Promise<ConsumedRecord[]> {
-  const out: ConsumedRecord[] = [];
-  const deadline = Date.now() + timeoutMs;
-  for await (const r of it) {
-    out.push(r);
-    if (out.length >= max || Date.now() > deadline) break;
-  }
-  return out;
-}
 
 describe("client > integration > admin", () => {
   it("creates, lists, describes and deletes a topic", async () => {

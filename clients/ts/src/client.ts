@@ -4,7 +4,7 @@
  * ends the consumers' reads and closes the channel.
  *
  * Single-node today: `brokers` may list several addresses (comma-separated or an array), but only
- * the first is dialed; cluster routing by partition leader is not implemented yet.
+ * the first is dialed (routing by partition leader comes with cluster mode).
  */
 import { Admin, type AdminOptions } from "./admin/admin.js";
 import { Connection, type ConnectionOptions } from "./connection.js";

@@ -1,12 +1,8 @@
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { FetchRequest, FetchResponse } from "../../../../clients/ts/src/gen/rill/v1/log.js";
-import {
-  type ConsumedRecord,
-  createClient,
-  OffsetOutOfRangeError,
-  type RillClient,
-} from "../../../../clients/ts/src/index.js";
+import { createClient, OffsetOutOfRangeError, type RillClient } from "../../../../clients/ts/src/index.js";
+import { take } from "../../../helpers/take.js";
 import { type FakeBroker, record, startFakeBroker, status, storedBatch } from "../helpers/fake-broker.js";
 
 let fake: FakeBroker;
@@ -34,21 +30,6 @@ function fill(n: number): void {
 
 function startOffset(req: FetchRequest): bigint | undefined {
   return req.start?.$case === "offset" ? req.start.value : undefined;
-}
-
-/** Reads at most `max` records, bounded in time. */
-async function take(
-  it: AsyncIterable<ConsumedRecord>,
-  max: number,
-  timeoutMs = 10_000,
-): Promise<ConsumedRecord[]> {
-  const out: ConsumedRecord[] = [];
-  const deadline = Date.now() + timeoutMs;
-  for await (const r of it) {
-    out.push(r);
-    if (out.length >= max || Date.now() > deadline) break;
-  }
-  return out;
 }
 
 describe("client > consumer > resume", () => {
