@@ -8,6 +8,13 @@
  *                                    crash mid-delete leaves files that open() recognises and removes
  *   <any of the above>.cleaned/.swap reserved for compaction's temporary files (not written today;
  *                                    open() removes them as leftovers)
+ *   recovery-point                   the partition's recovery point (recovery-point.ts): the base
+ *                                    offset of the oldest segment that may hold data not yet
+ *                                    fsynced; every segment below it was completely fsynced. Layout:
+ *                                    the offset in ASCII decimal, then one "\n" (e.g. "1042\n"),
+ *                                    nothing else. Replaced whole (temp file, fsync, rename, fsync of
+ *                                    the directory), never written in place
+ *   recovery-point.tmp               the next value being written; open() removes a leftover one
  *
  * The stem is the segment's base offset, zero-padded to 20 digits so that a plain directory
  * listing sorts segments in offset order (2^64 - 1 has 20 digits).
@@ -20,6 +27,10 @@ export const TIME_INDEX_SUFFIX = ".timeindex";
 export const DELETED_SUFFIX = ".deleted";
 export const CLEANED_SUFFIX = ".cleaned";
 export const SWAP_SUFFIX = ".swap";
+
+/** The recovery point's file name (recovery-point.ts), and the temporary it is written through. */
+export const RECOVERY_POINT_FILE = "recovery-point";
+export const RECOVERY_POINT_TEMP_FILE = `${RECOVERY_POINT_FILE}.tmp`;
 
 /** Digits in a file name's base offset. */
 export const BASE_OFFSET_DIGITS = 20;

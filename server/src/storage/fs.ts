@@ -79,6 +79,9 @@ export const nodeFileSystem: FileSystem = {
 /** Flags for a segment or index file: read/write, created if missing, never O_APPEND. */
 export const OPEN_READ_WRITE = nodeFs.constants.O_RDWR | nodeFs.constants.O_CREAT;
 
+/** Flags for reading a small file whole (the recovery point); fails with ENOENT if it is missing. */
+export const OPEN_READ_ONLY = nodeFs.constants.O_RDONLY;
+
 /** Flags for a fresh segment file: like OPEN_READ_WRITE, and any leftover content is discarded. */
 export const OPEN_TRUNCATE = OPEN_READ_WRITE | nodeFs.constants.O_TRUNC;
 

@@ -69,16 +69,20 @@ export interface LogOptions {
   /** The file-system seam; tests inject faults through it. Defaults to node:fs. */
   fs?: FileSystem;
   /**
-   * false after an unclean shutdown: scan the active segment(s), truncate at the first bad frame,
-   * rebuild indexes that disagree with the log. true skips the scan (indexes are still
-   * sanity-checked, and a missing or inconsistent one is rebuilt).
+   * false after an unclean shutdown: scan every segment from the recovery point on (every segment
+   * if there is none; recovery-point.ts), truncate at the first bad frame (a torn write: every
+   * later segment is deleted if offsets were lost there), rebuild indexes that disagree with the log. true skips
+   * the scan (indexes are still sanity-checked, and a missing or inconsistent one is rebuilt).
    */
   cleanShutdown: boolean;
 }
 
 /** What recovery found, for logs and tests. */
 export interface RecoveryReport {
-  /** Bytes cut from the end of the log (torn write, garbage, bad CRC). */
+  /**
+   * Bytes cut from the log (torn write, garbage, bad CRC), including the whole segments deleted
+   * after a torn write in a segment that was not the last one.
+   */
   truncatedBytes: number;
   /** Index files rebuilt because they were missing or disagreed with the log. */
   rebuiltIndexes: number;
@@ -118,8 +122,8 @@ export interface PartitionLog {
    * when retention deletes the segment before the read takes hold of it; a read already under way
    * finishes). Verifies each returned frame's CRC; throws CorruptBatchError naming file and
    * position if the first frame is bad (a later bad frame ends the read early, so the good prefix
-   * is served). If recovery left a hole of lost offsets, a read inside it starts at the first
-   * batch after the hole.
+   * is served). If damage in fsynced data was cut out (found while rebuilding an index), those
+   * offsets are lost: a read inside that hole starts at the first batch after it.
    */
   read(offset: bigint, maxBytes: number, upTo?: bigint): Promise<ReadResult>;
 

@@ -5,8 +5,9 @@
  *
  * Invariants:
  * - segments are sorted by base offset; each one's batches have dense offsets from its base; the
- *   next segment starts where the previous ends (recovery.ts may leave a hole after a cut, which
- *   reads skip); logStartOffset is the first segment's base, logEndOffset the active one's end;
+ *   next segment starts exactly where the previous ends (recovery.ts deletes every segment after a
+ *   cut rather than leave a hole); logStartOffset is the first segment's base, logEndOffset the
+ *   active one's end;
  * - append times are monotonic: a batch is stamped max(clock.now(), previous append time);
  * - a segment's time index gets its final entry (index-rule.ts) when the segment stops being the
  *   active one (roll) and on close, so a reopen finds every segment's exact newest append time;
@@ -18,6 +19,12 @@
  *   or close never pulls a descriptor from under it;
  * - a flush fsyncs every segment with unflushed bytes and, after a roll (or an open), the
  *   partition directory, so a new segment's directory entry is as durable as its data;
+ * - recovery point (recovery-point.ts): every segment whose base offset is below the value on disk
+ *   was completely fsynced, so an unclean open scans only the segments from it on. The value on
+ *   disk only moves forward, after a successful flush, to the oldest segment still unflushed or
+ *   active (so about once per roll, never per append); the segments recovery scanned start out as
+ *   unflushed, so the point passes them only once they are fsynced. Failing to write it fails no
+ *   flush: the old value stays safe (recovery just scans more) and the next flush retries;
  * - a retention pass never outlives the log: close() waits for it and it stops between segments,
  *   so a topic deleted and re-created under the same name cannot lose files to the old pass.
  *
@@ -40,6 +47,7 @@ import type {
   RecoveryReport,
 } from "./log-api.js";
 import { loadSegments } from "./recovery.js";
+import { writeRecoveryPoint } from "./recovery-point.js";
 import { activeSegmentExpired, deleteSegments, segmentsToDelete } from "./retention.js";
 import { type PendingFrame, Segment, type SegmentState } from "./segment.js";
 import { emptyRead, findTimestamp, readSegment } from "./segment-reader.js";
@@ -77,6 +85,12 @@ export class Log implements PartitionLog {
   /** The retention pass in progress, if any. */
   private retention: Promise<number> | null = null;
   private closing: Promise<void> | null = null;
+  /** The recovery point on disk (recovery-point.ts); null if there is none. */
+  private recoveryPoint: bigint | null;
+  /** The recovery-point write in progress, if any (shutDown waits for it). */
+  private recoveryPointWrite: Promise<void> | null = null;
+  /** Set by shutDown before it retires the segments: no recovery-point write may start after. */
+  private released = false;
 
   private constructor(
     private readonly fs: FileSystem,
@@ -86,10 +100,14 @@ export class Log implements PartitionLog {
     dir: string,
     segments: Segment[],
     recovery: RecoveryReport,
+    recoveryPoint: bigint | null,
+    unflushed: readonly Segment[],
   ) {
     this.dir = dir;
     this.segments = segments;
     this.recovery = recovery;
+    this.recoveryPoint = recoveryPoint;
+    for (const s of unflushed) this.unflushed.add(s);
     this.lastAppendTimeMs = segments.reduce((max, s) => Math.max(max, s.lastAppendTimeMs), 0);
   }
 
@@ -112,6 +130,8 @@ export class Log implements PartitionLog {
       options.dir,
       loaded.segments,
       loaded.report,
+      loaded.recoveryPoint,
+      loaded.unflushed,
     );
     logger.debug(
       {
@@ -345,7 +365,34 @@ export class Log implements PartitionLog {
         this.rolledOut.delete(s);
       }
     }
+    await this.advanceRecoveryPoint();
     return covered;
+  }
+
+  /**
+   * After a successful flush: moves the recovery point on disk forward to the oldest segment that
+   * is still unflushed or active, if that is past it. Never throws: on failure the old value (lower,
+   * so still safe) stays and the next flush tries again.
+   */
+  private async advanceRecoveryPoint(): Promise<void> {
+    let point = this.active.baseOffset;
+    for (const s of this.unflushed) if (s.baseOffset < point) point = s.baseOffset;
+    // No file means "scan every segment", the same as a point at or below the first segment.
+    if (point <= (this.recoveryPoint ?? this.logStartOffset) || this.released) return;
+    const write = writeRecoveryPoint(this.fs, this.dir, point);
+    this.recoveryPointWrite = write;
+    try {
+      await write;
+      this.recoveryPoint = point;
+      this.logger.debug({ recoveryPoint: String(point) }, "recovery point moved forward");
+    } catch (err) {
+      this.logger.warn(
+        { err, recoveryPoint: String(point), onDisk: String(this.recoveryPoint) },
+        "could not write the recovery point; the next flush retries (recovery scans more meanwhile)",
+      );
+    } finally {
+      this.recoveryPointWrite = null;
+    }
   }
 
   /**
@@ -429,6 +476,9 @@ export class Log implements PartitionLog {
         error ??= err;
       }
     }
+    // A flush still in flight (destroy does not wait for it) must not write once the files go.
+    this.released = true;
+    await this.recoveryPointWrite?.catch(() => {}); // advanceRecoveryPoint logs the failure
     await Promise.all(this.segments.map((s) => s.retire()));
     if (error !== null) throw error;
   }

@@ -1,15 +1,22 @@
 /**
  * Opening a partition directory: clean up leftovers, load the segments, check the indexes against
- * the log, and — after an unclean shutdown — scan and truncate the tail (STYLE habit 5).
+ * the log, and — after an unclean shutdown — scan and truncate every segment that may hold data
+ * that was never fsynced (STYLE habit 5).
  *
  * Steps, and why in this order:
- * 1. Finish interrupted deletes (`*.deleted`) and drop temporaries (`.cleaned`, `.swap`) and index
- *    files without a .log: all are remains of operations that were already decided.
+ * 1. Finish interrupted deletes (`*.deleted`) and drop temporaries (`.cleaned`, `.swap`,
+ *    `recovery-point.tmp`) and index files without a .log: all are remains of operations that were
+ *    already decided. Then read the recovery point (recovery-point.ts): every segment below it was
+ *    completely fsynced, so after a machine crash only the segments at or above it can hold a torn
+ *    or missing tail — including segments already rolled, whose tail a power loss can tear just as
+ *    well as the active one's when the crash comes before their flush.
  * 2. Open every segment, oldest first, and load both indexes into memory.
  * 3. Per segment, pick how much to trust it:
- *    - after an unclean shutdown, the last segment (and the one before it, if the last is empty:
- *      a crash right after a roll) gets a full scan: every frame's framing, header, CRC, base offset
- *      (dense from the segment's base) and record count; the log is cut at the first bad frame;
+ *    - after an unclean shutdown, every segment whose base offset is at or above the recovery point
+ *      (normally the active one and perhaps the one rolled just before it; every segment if the
+ *      file is missing or unreadable; the last one always) gets a full scan: every frame's framing,
+ *      header, CRC, base offset (dense from the segment's base) and record count; the segment is
+ *      cut at the first bad frame;
  *    - every other segment gets a sanity check of its indexes (sizes, monotonic entries, inside the
  *      log) and a walk of the frame headers after the last offset-index entry, which finds the
  *      segment's end offset and proves the index's tail matches the log. An index that fails is
@@ -21,17 +28,29 @@
  *    have — except the active one after an unclean stop (its roll or close never happened): there
  *    the segment takes the newest time from the full scan and the final entry is appended, without
  *    counting a rebuild. A clean open of a cleanly closed log therefore rebuilds nothing.
- * 4. Continuity: a segment that now ends before the next one starts leaves a hole. If everything
- *    after the hole is empty, those empty segments are deleted (the log end moves back to the cut);
- *    otherwise the later data is kept, reads skip the hole, and a warning names the lost offsets.
+ * 4. Contiguity, after every segment is checked (a cut can only be seen once the segment's end is
+ *    known). A segment cut by the unclean-recovery scan (at or above the recovery point: it may
+ *    hold unflushed writes) that now ends before the next one starts is a torn write, and ends the
+ *    log: every later segment was written after it and is deleted (their bytes count in
+ *    `truncatedBytes`, a warning names the file, the position and the offsets dropped), so offsets
+ *    stay dense and are never reused. A cut below the recovery point, or on a clean open (found
+ *    while rebuilding an index), is damage in fsynced data: its offsets are lost, with a warning,
+ *    but the good segments after it stay. A cut that loses no offset (garbage after a segment's
+ *    last whole frame) keeps the later segments.
+ * 5. Recovery point: if it is now past the active segment (step 4 dropped segments, or files were
+ *    removed by hand), it is written back to the active segment's base before any append can land
+ *    below it (or, if that write fails, removed: missing means "scan everything"). Last, because
+ *    only now is the active segment known. The segments an unclean open scanned (and any segment
+ *    cut) go to the log as not yet fsynced: its next flush fsyncs them before the point moves on.
  */
 
 import { join } from "node:path";
 import type { Logger } from "../logger.js";
 import { MAX_FRAME_HEADER_BYTES } from "./batch-frame.js";
-import { parseFileName } from "./file-names.js";
+import { parseFileName, RECOVERY_POINT_TEMP_FILE } from "./file-names.js";
 import type { FileSystem } from "./fs.js";
 import type { RecoveryReport } from "./log-api.js";
+import { readRecoveryPoint, removeRecoveryPoint, writeRecoveryPoint } from "./recovery-point.js";
 import { Segment } from "./segment.js";
 import { scanSegment } from "./segment-scan.js";
 
@@ -50,50 +69,97 @@ export interface LoadedLog {
   /** Oldest first; never empty; the last one is active and has its index files open. */
   segments: Segment[];
   report: RecoveryReport;
+  /** The recovery point now on disk (recovery-point.ts), or null if there is none. */
+  recoveryPoint: bigint | null;
+  /** Segments that may hold bytes not yet fsynced (scanned after an unclean stop, or cut). */
+  unflushed: Segment[];
 }
 
 export async function loadSegments(options: LoadOptions): Promise<LoadedLog> {
   const { fs, dir, logger } = options;
   await fs.mkdir(dir);
   const bases = await removeLeftovers(fs, dir, logger);
+  const point = await readRecoveryPoint(fs, dir);
   const report: RecoveryReport = { truncatedBytes: 0, rebuiltIndexes: 0 };
-  if (bases.length === 0) return { segments: [Segment.create(fs, logger, dir, 0n)], report };
-
   const segments: Segment[] = [];
+  const unflushed = new Set<Segment>();
   try {
-    const problems: Array<{ offsetIndex: string | null; timeIndex: string | null }> = [];
-    for (const base of bases) {
-      const opened = await Segment.open(fs, logger, dir, base);
-      segments.push(opened.segment);
-      problems.push({ offsetIndex: opened.offsetIndexProblem, timeIndex: opened.timeIndexProblem });
+    if (bases.length === 0) {
+      segments.push(Segment.create(fs, logger, dir, 0n));
+    } else {
+      const torn = new Set<Segment>();
+      await checkSegments(bases, point.value, point.problem, options, report, segments, unflushed, torn);
+      await keepContiguous(segments, torn, logger, report);
+      segments[segments.length - 1]!.openIndexFiles();
     }
-    const last = segments.length - 1;
-    const fullScan = new Set<number>();
-    if (!options.cleanShutdown) {
-      fullScan.add(last);
-      if (segments[last]!.size === 0 && last > 0) fullScan.add(last - 1);
-    }
-    for (let i = 0; i < segments.length; i++) {
-      const segment = segments[i]!;
-      const nextBase = i < last ? segments[i + 1]!.baseOffset : null;
-      const decoding = problems[i]!;
-      let problem = decoding.offsetIndex ?? decoding.timeIndex;
-      if (!fullScan.has(i) && problem === null) problem = await checkSegment(segment, nextBase, options);
-      if (fullScan.has(i) || problem !== null) {
-        if (problem !== null)
-          logger.info({ file: segment.indexPath, problem }, "rebuilding indexes from the log");
-        const unsealed = i === last && !options.cleanShutdown;
-        await recoverSegment(segment, nextBase, decoding, unsealed, options, report);
-      }
-      // Closed segments keep only their .log descriptor; their indexes live in memory.
-      if (i < last) segment.closeIndexFiles();
-    }
-    await closeHoles(segments, logger);
-    segments[segments.length - 1]!.openIndexFiles();
-    return { segments, report };
+    const recoveryPoint = await settleRecoveryPoint(point.value, segments, options);
+    return {
+      segments,
+      report,
+      recoveryPoint,
+      unflushed: segments.filter((s) => unflushed.has(s)),
+    };
   } catch (err) {
     for (const s of segments) await s.retire();
     throw err;
+  }
+}
+
+/** Steps 2 and 3: opens `bases` into `segments`, noting in `unflushed` the ones scanned or cut. */
+async function checkSegments(
+  bases: readonly bigint[],
+  recoveryPoint: bigint | null,
+  pointProblem: string | null,
+  options: LoadOptions,
+  report: RecoveryReport,
+  segments: Segment[],
+  unflushed: Set<Segment>,
+  torn: Set<Segment>,
+): Promise<void> {
+  const { fs, dir, logger } = options;
+  const problems: Array<{ offsetIndex: string | null; timeIndex: string | null }> = [];
+  for (const base of bases) {
+    const opened = await Segment.open(fs, logger, dir, base);
+    segments.push(opened.segment);
+    problems.push({ offsetIndex: opened.offsetIndexProblem, timeIndex: opened.timeIndexProblem });
+  }
+  const last = segments.length - 1;
+  const fullScan = new Set<number>();
+  if (!options.cleanShutdown) {
+    for (let i = 0; i <= last; i++) {
+      if (recoveryPoint === null || segments[i]!.baseOffset >= recoveryPoint || i === last) fullScan.add(i);
+    }
+    if (recoveryPoint === null) {
+      logger.info(
+        { recoveryPoint: pointProblem, segments: fullScan.size },
+        "no usable recovery point: scanning every segment",
+      );
+    } else {
+      logger.info(
+        { recoveryPoint: String(recoveryPoint), segments: fullScan.size },
+        "scanning the segments from the recovery point",
+      );
+    }
+  }
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i]!;
+    const nextBase = i < last ? segments[i + 1]!.baseOffset : null;
+    const decoding = problems[i]!;
+    let problem = decoding.offsetIndex ?? decoding.timeIndex;
+    if (!fullScan.has(i) && problem === null) problem = await checkSegment(segment, nextBase, options);
+    if (fullScan.has(i) || problem !== null) {
+      if (problem !== null)
+        logger.info({ file: segment.indexPath, problem }, "rebuilding indexes from the log");
+      const unsealed = i === last && !options.cleanShutdown;
+      const cut = await recoverSegment(segment, nextBase, decoding, unsealed, options, report);
+      if (cut || fullScan.has(i)) unflushed.add(segment);
+      // A cut in a segment that may hold unflushed writes is a torn write: what follows it was
+      // written later and cannot be trusted either. A cut below the recovery point (fsynced data)
+      // is damage at rest, and must not cost the good segments after it.
+      if (cut && fullScan.has(i)) torn.add(segment);
+    }
+    // Closed segments keep only their .log descriptor; their indexes live in memory.
+    if (i < last) segment.closeIndexFiles();
   }
 }
 
@@ -104,7 +170,10 @@ async function removeLeftovers(fs: FileSystem, dir: string, logger: Logger): Pro
   const indexes: Array<{ name: string; base: bigint }> = [];
   for (const name of names) {
     const parsed = parseFileName(name);
-    if (parsed === null) continue;
+    if (parsed === null) {
+      if (name === RECOVERY_POINT_TEMP_FILE) await fs.unlink(join(dir, name));
+      continue;
+    }
     if (parsed.temporary !== null) {
       if (parsed.temporary !== ".deleted")
         logger.warn({ file: join(dir, name) }, "removing a leftover temporary file");
@@ -159,6 +228,7 @@ async function checkSegment(
 /**
  * Full scan: cut the log at the first bad frame, rewrite indexes that disagree with it, take the
  * exact newest append time. `unsealed`: the time index may lack its final entry (appended here).
+ * Returns whether the log was cut.
  */
 async function recoverSegment(
   segment: Segment,
@@ -167,7 +237,7 @@ async function recoverSegment(
   unsealed: boolean,
   options: LoadOptions,
   report: RecoveryReport,
-): Promise<void> {
+): Promise<boolean> {
   const scan = await scanSegment(segment, {
     from: { position: 0, relativeOffset: 0 },
     compareFrom: { offsetEntry: 0, timeEntry: 0 },
@@ -176,7 +246,8 @@ async function recoverSegment(
     readSize: SCAN_READ_BYTES,
     indexIntervalBytes: options.indexIntervalBytes,
   });
-  if (scan.validBytes < segment.size) {
+  const cut = scan.validBytes < segment.size;
+  if (cut) {
     const dropped = segment.size - scan.validBytes;
     options.logger.warn(
       { file: segment.logPath, position: scan.validBytes, droppedBytes: dropped, problem: scan.problem },
@@ -194,25 +265,79 @@ async function recoverSegment(
   segment.nextOffset = scan.nextOffset;
   segment.takeNewestTime(scan.newest);
   segment.sealTimeIndex(); // a no-op unless the kept time index of an unsealed segment lacks it
+  return cut;
 }
 
-/** Step 4. */
-async function closeHoles(segments: Segment[], logger: Logger): Promise<void> {
+/**
+ * Step 4: a torn write ends the log. The first segment cut by the unclean-recovery scan that now
+ * ends before the next one starts ends the log, and every later segment is deleted (offsets stay
+ * dense and are never reused). A gap after a segment cut for any other reason (damage in fsynced
+ * data found while rebuilding an index) is left, with a warning naming the lost offsets: deleting
+ * the good segments after it would turn one damaged batch into a large loss.
+ */
+async function keepContiguous(
+  segments: Segment[],
+  torn: ReadonlySet<Segment>,
+  logger: Logger,
+  report: RecoveryReport,
+): Promise<void> {
   for (let i = 0; i < segments.length - 1; i++) {
     const segment = segments[i]!;
-    const next = segments[i + 1]!;
-    if (segment.nextOffset >= next.baseOffset) continue;
-    if (segments.slice(i + 1).every((s) => s.size === 0)) {
-      for (const empty of segments.splice(i + 1)) {
-        logger.warn({ file: empty.logPath }, "removing an empty segment after a cut log");
-        await empty.retire();
-        await empty.deleteFiles();
-      }
-      return;
+    if (segment.nextOffset >= segments[i + 1]!.baseOffset) continue;
+    if (!torn.has(segment)) {
+      logger.warn(
+        {
+          file: segment.logPath,
+          position: segment.size,
+          from: String(segment.nextOffset),
+          to: String(segments[i + 1]!.baseOffset),
+        },
+        "damaged batches cut from an fsynced segment: these offsets are lost, later segments are kept",
+      );
+      continue;
     }
+    const dropped = segments.splice(i + 1);
+    let bytes = 0;
+    for (const s of dropped) bytes += s.size;
+    report.truncatedBytes += bytes;
     logger.warn(
-      { file: segment.logPath, from: String(segment.nextOffset), to: String(next.baseOffset) },
-      "offsets lost: the log has a hole before the next segment",
+      {
+        file: segment.logPath,
+        position: segment.size,
+        from: String(segment.nextOffset),
+        to: String(dropped[dropped.length - 1]!.nextOffset),
+        segments: dropped.length,
+        droppedBytes: bytes,
+      },
+      "a torn write ends the log inside a segment that is not the last: deleting every later segment",
     );
+    for (const s of dropped) {
+      await s.retire();
+      await s.deleteFiles();
+    }
+    return;
+  }
+}
+
+/** Step 5; returns the recovery point now on disk. */
+async function settleRecoveryPoint(
+  loaded: bigint | null,
+  segments: readonly Segment[],
+  options: LoadOptions,
+): Promise<bigint | null> {
+  const activeBase = segments[segments.length - 1]!.baseOffset;
+  if (loaded === null || loaded <= activeBase) return loaded;
+  const { fs, dir, logger } = options;
+  logger.warn(
+    { recoveryPoint: String(loaded), activeBase: String(activeBase) },
+    "the recovery point is past the active segment: moving it back",
+  );
+  try {
+    await writeRecoveryPoint(fs, dir, activeBase);
+    return activeBase;
+  } catch (err) {
+    logger.warn({ err }, "could not move the recovery point back: removing it");
+    await removeRecoveryPoint(fs, dir);
+    return null;
   }
 }

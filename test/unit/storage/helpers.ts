@@ -2,7 +2,7 @@
  * Shared helpers for storage tests: a temp-dir harness that opens logs with a manual clock, record
  * batches encoded with the generated client code, and readers that walk a log the way Fetch does.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FetchResponse } from "../../../clients/ts/src/gen/rill/v1/log.js";
@@ -10,7 +10,11 @@ import { type Batch, RecordBatch } from "../../../clients/ts/src/gen/rill/v1/rec
 import { ManualClock } from "../../../server/src/clock.js";
 import { silentLogger } from "../../../server/src/logger.js";
 import { isFrameProblem, parseFrameHeader } from "../../../server/src/storage/batch-frame.js";
-import { filePath, type SegmentFileKind } from "../../../server/src/storage/file-names.js";
+import {
+  filePath,
+  RECOVERY_POINT_FILE,
+  type SegmentFileKind,
+} from "../../../server/src/storage/file-names.js";
 import { type FileSystem, nodeFileSystem } from "../../../server/src/storage/fs.js";
 import { type Log, openLog } from "../../../server/src/storage/log.js";
 import { type AppendInput, CompressionCode, type LogConfig } from "../../../server/src/storage/log-api.js";
@@ -61,12 +65,26 @@ export class Harness {
    * Closes `log` but leaves its files as they were before the close (an unclean stop right now:
    * what close adds, e.g. final time-index entries, is lost), then opens with cleanShutdown false.
    */
-  async reopenAfterCrash(log: Log, options: { config?: Partial<LogConfig> } = {}): Promise<Log> {
+  async reopenAfterCrash(
+    log: Log,
+    options: { config?: Partial<LogConfig>; beforeOpen?: () => void } = {},
+  ): Promise<Log> {
     const files = new Map(readdirSync(this.dir).map((n) => [n, readFileSync(join(this.dir, n))] as const));
     await log.close();
     for (const name of readdirSync(this.dir)) if (!files.has(name)) rmSync(join(this.dir, name));
     for (const [name, bytes] of files) writeFileSync(join(this.dir, name), bytes);
-    return this.open({ ...options, cleanShutdown: false });
+    // What the crash did to files that were not fsynced yet (torn tails and the like).
+    options.beforeOpen?.();
+    return this.open({ config: options.config, cleanShutdown: false });
+  }
+
+  /** The recovery point on disk (storage/recovery-point.ts), or null if the file is missing. */
+  recoveryPoint(): bigint | null {
+    const path = join(this.dir, RECOVERY_POINT_FILE);
+    if (!existsSync(path)) return null;
+    const text = readFileSync(path, "latin1");
+    if (!/^[0-9]+\n$/.test(text)) throw new Error(`bad recovery-point file: ${JSON.stringify(text)}`);
+    return BigInt(text.trim());
   }
 
   path(baseOffset: bigint, kind: SegmentFileKind): string {
@@ -155,13 +173,14 @@ export function errnoError(code: string, syscall: string): NodeJS.ErrnoException
  * A writev fault may first write part of the data (a torn write), as a nearly full disk does.
  */
 export class FaultyFileSystem implements FileSystem {
-  readonly calls = { writev: 0, fsync: 0, ftruncate: 0, read: 0 };
+  readonly calls = { writev: 0, fsync: 0, ftruncate: 0, read: 0, rename: 0 };
   /** Paths of the descriptors this file system opened. */
   readonly paths = new Map<number, string>();
   /** The next writev (optionally only one on a path matching `pathIncludes`) writes `partialBytes` then throws. */
   writevFault: { code: string; partialBytes: number; pathIncludes?: string; skip?: number } | null = null;
   fsyncFault: string | null = null;
   ftruncateFault: string | null = null;
+  renameFault: string | null = null;
   /** Called before each async read resolves; lets a test interleave work with a read. */
   beforeReadResolves: (() => Promise<void>) | null = null;
   private readonly base = nodeFileSystem;
@@ -248,7 +267,13 @@ export class FaultyFileSystem implements FileSystem {
     return this.base.unlink(path);
   }
 
-  rename(from: string, to: string): Promise<void> {
+  async rename(from: string, to: string): Promise<void> {
+    this.calls.rename++;
+    if (this.renameFault !== null) {
+      const code = this.renameFault;
+      this.renameFault = null;
+      throw errnoError(code, "rename");
+    }
     return this.base.rename(from, to);
   }
 

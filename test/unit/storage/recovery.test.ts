@@ -10,8 +10,18 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { CorruptBatchError } from "../../../server/src/storage/errors.js";
+import { RECOVERY_POINT_FILE } from "../../../server/src/storage/file-names.js";
 import type { Log } from "../../../server/src/storage/log.js";
-import { batchOf, framePositions, Harness, readAll, shape, timeIndexEntries } from "./helpers.js";
+import {
+  batchOf,
+  FaultyFileSystem,
+  framePositions,
+  Harness,
+  readAll,
+  shape,
+  timeIndexEntries,
+} from "./helpers.js";
 
 let h: Harness;
 beforeEach(() => {
@@ -247,8 +257,9 @@ describe("storage > recovery > segments", () => {
     await appendAndReopen(log, [0, 1, 2, 3]);
   });
 
-  it("scans a closed segment whose index had to be rebuilt and reads around the hole it leaves", async () => {
-    // Ensures a bad index never hides a bad log, and data after a cut stays readable.
+  it("scans a closed segment whose index had to be rebuilt and keeps the good segments after damage", async () => {
+    // Ensures a bad index never hides a bad log, and damage in fsynced data (found on a clean open)
+    // costs only the damaged batches: later segments stay, and reads go around the lost offsets.
     h.config.segmentBytes = 150;
     let log = await h.open();
     for (let i = 0; i < 8; i++) log.append([batchOf(1, `v${i}`)]);
@@ -265,12 +276,14 @@ describe("storage > recovery > segments", () => {
     log = await h.open();
     expect(log.recovery.truncatedBytes).toBe(bytes.length - positions[1]!);
     expect(log.recovery.rebuiltIndexes).toBe(1);
+    expect(log.segmentBaseOffsets()).toEqual(bases);
     const batches = shape(await readAll(log));
     expect(offsets(batches)).toEqual([0, 2, 3, 4, 5, 6, 7]);
     expect((await log.read(1n, 1 << 20)).nextOffset).toBe(bases[2]);
     log = await h.reopen(log);
     expect(log.recovery).toEqual({ truncatedBytes: 0, rebuiltIndexes: 0 });
     expect(shape(await readAll(log))).toEqual(batches);
+    await log.close();
   });
 
   it("finishes interrupted deletes and removes leftovers and orphan indexes", async () => {
@@ -292,5 +305,155 @@ describe("storage > recovery > segments", () => {
       "notes.txt",
     ]);
     await appendAndReopen(log, [0, 1, 2, 3, 4]);
+  });
+});
+
+/** Appends `count` one-record batches, two per segment (segment.bytes 150), at distinct times. */
+function appendOnes(log: Log, count: number): void {
+  for (let i = 0; i < count; i++) {
+    log.append([batchOf(1, `v${log.logEndOffset}`)]);
+    h.clock.advance(10);
+  }
+}
+
+/** Flips a byte inside the records of the last frame of a segment: its header stays well-formed. */
+function damageLastFrame(base: bigint): { frameBytes: number } {
+  const path = h.path(base, "log");
+  const bytes = readFileSync(path);
+  const positions = framePositions(path);
+  expect(positions.length).toBe(2);
+  bytes[bytes.length - 2] = bytes[bytes.length - 2]! ^ 0x40;
+  writeFileSync(path, bytes);
+  return { frameBytes: bytes.length - positions[1]! };
+}
+
+describe("storage > recovery > recovery point", () => {
+  beforeEach(() => {
+    h.config.segmentBytes = 150;
+  });
+
+  it("moves forward on a flush after a roll, never on a flush of the active segment alone, and survives reopening", async () => {
+    // Ensures the recovery point is written about once per roll and read back by every open.
+    const fs = new FaultyFileSystem();
+    h.fs = fs;
+    let log = await h.open();
+    appendOnes(log, 2);
+    await log.flush();
+    expect(log.segmentBaseOffsets()).toEqual([0n]);
+    expect(h.recoveryPoint()).toBeNull(); // no file scans everything: the same, here
+    appendOnes(log, 1);
+    expect(log.segmentBaseOffsets()).toEqual([0n, 2n]);
+    expect(h.recoveryPoint()).toBeNull();
+    await log.flush();
+    expect(h.recoveryPoint()).toBe(2n);
+    const renames = fs.calls.rename;
+    appendOnes(log, 1);
+    await log.flush();
+    expect(fs.calls.rename).toBe(renames); // appends to the active segment do not move it
+    appendOnes(log, 2);
+    await log.flush();
+    expect(log.segmentBaseOffsets()).toEqual([0n, 2n, 4n]);
+    expect(h.recoveryPoint()).toBe(4n);
+    expect(readFileSync(join(h.dir, RECOVERY_POINT_FILE), "latin1")).toBe("4\n");
+    log = await h.reopen(log);
+    expect(h.recoveryPoint()).toBe(4n);
+    log = await h.reopenAfterCrash(log);
+    expect(log.recovery).toEqual({ truncatedBytes: 0, rebuiltIndexes: 0 });
+    expect(h.recoveryPoint()).toBe(4n);
+    expect(offsets(shape(await readAll(log)))).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
+  it("cuts a torn tail of a rolled segment at or above the recovery point and deletes every later segment", async () => {
+    // Ensures a power loss before a rolled segment was flushed cannot leave a torn frame that the
+    // cheap tail walk (no CRCs) would accept: the segment is scanned, cut, and the log ends there.
+    let log = await h.open();
+    appendOnes(log, 4);
+    await log.flush();
+    expect(h.recoveryPoint()).toBe(2n);
+    appendOnes(log, 6); // rolled, never flushed: 2 (its final time entry), 4, 6 and the active 8
+    expect(log.segmentBaseOffsets()).toEqual([0n, 2n, 4n, 6n, 8n]);
+    let torn = 0;
+    let later = 0;
+    log = await h.reopenAfterCrash(log, {
+      beforeOpen: () => {
+        torn = damageLastFrame(4n).frameBytes; // offset 5
+        later = statSync(h.path(6n, "log")).size + statSync(h.path(8n, "log")).size;
+      },
+    });
+    expect(log.recovery.truncatedBytes).toBe(torn + later);
+    expect(log.segmentBaseOffsets()).toEqual([0n, 2n, 4n]);
+    expect(existsSync(h.path(6n, "log"))).toBe(false);
+    expect(existsSync(h.path(8n, "log"))).toBe(false);
+    expect(log.logEndOffset).toBe(5n);
+    expect(h.recoveryPoint()).toBe(2n);
+    // The first flush fsyncs what recovery scanned before the point moves past it.
+    await log.flush();
+    expect(h.recoveryPoint()).toBe(4n);
+    await appendAndReopen(log, [0, 1, 2, 3, 4]);
+  });
+
+  it("does not scan a rolled segment below the recovery point: a damaged frame there is left for reads to report", async () => {
+    // Ensures the recovery point bounds the work of an unclean open (segments below it were
+    // fsynced whole); damage there, which no crash causes, is still never served: reads check CRCs.
+    let log = await h.open();
+    appendOnes(log, 6);
+    await log.flush();
+    expect(h.recoveryPoint()).toBe(4n);
+    appendOnes(log, 2);
+    log = await h.reopenAfterCrash(log, { beforeOpen: () => damageLastFrame(0n) });
+    expect(log.recovery).toEqual({ truncatedBytes: 0, rebuiltIndexes: 0 });
+    expect(log.segmentBaseOffsets()).toEqual([0n, 2n, 4n, 6n]);
+    expect(log.logEndOffset).toBe(8n);
+    expect((await log.read(0n, 1)).nextOffset).toBe(1n);
+    await expect(log.read(1n, 1 << 20)).rejects.toBeInstanceOf(CorruptBatchError);
+    expect(offsets(shape(await readAll(log, 2n)))).toEqual([2, 3, 4, 5, 6, 7]);
+  });
+
+  it.each([
+    ["missing", () => rmSync(join(h.dir, RECOVERY_POINT_FILE))],
+    ["unreadable", () => writeFileSync(join(h.dir, RECOVERY_POINT_FILE), "four\n")],
+  ])("scans every segment when the recovery point is %s", async (_name, lose) => {
+    // Ensures a lost or damaged recovery-point file only costs a longer scan, never a missed cut.
+    let log = await h.open();
+    appendOnes(log, 6);
+    await log.flush();
+    expect(h.recoveryPoint()).toBe(4n);
+    appendOnes(log, 2);
+    let damaged = 0;
+    let later = 0;
+    log = await h.reopenAfterCrash(log, {
+      beforeOpen: () => {
+        lose();
+        damaged = damageLastFrame(0n).frameBytes;
+        for (const base of [2n, 4n, 6n]) later += statSync(h.path(base, "log")).size;
+      },
+    });
+    expect(log.recovery).toEqual({ truncatedBytes: damaged + later, rebuiltIndexes: 2 });
+    expect(log.segmentBaseOffsets()).toEqual([0n]);
+    await appendAndReopen(log, [0]);
+  });
+
+  it("does not fail a flush when writing the recovery point fails, and retries on the next flush", async () => {
+    // Ensures the recovery point is best effort: the old value stays (safe, recovery scans more).
+    const fs = new FaultyFileSystem();
+    h.fs = fs;
+    let log = await h.open();
+    appendOnes(log, 3);
+    fs.writevFault = { code: "ENOSPC", pathIncludes: RECOVERY_POINT_FILE, partialBytes: 1 };
+    expect(await log.flush()).toBe(3n);
+    expect(fs.writevFault).toBeNull(); // the write was tried
+    expect(h.recoveryPoint()).toBeNull();
+    expect(await log.flush()).toBe(3n);
+    expect(h.recoveryPoint()).toBe(2n);
+    appendOnes(log, 2);
+    fs.renameFault = "EIO";
+    expect(await log.flush()).toBe(5n);
+    expect(fs.renameFault).toBeNull();
+    expect(h.recoveryPoint()).toBe(2n);
+    expect(await log.flush()).toBe(5n);
+    expect(h.recoveryPoint()).toBe(4n);
+    log = await h.reopenAfterCrash(log);
+    expect(log.recovery).toEqual({ truncatedBytes: 0, rebuiltIndexes: 0 });
+    expect(offsets(shape(await readAll(log)))).toEqual([0, 1, 2, 3, 4]);
   });
 });
