@@ -8,7 +8,17 @@ import {
   OffsetPosition,
 } from "../../clients/ts/src/gen/rill/v1/log.js";
 import { randomTopic, startTestBroker, type TestBroker } from "./helpers/broker.js";
-import { api, fetchAll, produce, produceRequest, record, type Stubs, stubs, values } from "./helpers/grpc.js";
+import {
+  api,
+  fetchAll,
+  follow,
+  produce,
+  produceRequest,
+  record,
+  type Stubs,
+  stubs,
+  values,
+} from "./helpers/grpc.js";
 
 let tb: TestBroker;
 let s: Stubs;
@@ -107,13 +117,7 @@ describe("integration > log service > produce and fetch", () => {
     // Ensures follow=true waits at the tail without polling and sends empty heartbeats.
     const topic = randomTopic();
     await createTopic(topic);
-    const call = s.log.fetch({
-      topic,
-      partition: 0,
-      maxBytes: 0,
-      follow: true,
-      start: { $case: "offset", value: 0n },
-    });
+    const call = follow(s.log, topic);
     const seen: string[] = [];
     let heartbeats = 0;
     const done = new Promise<void>((resolve, reject) => {
@@ -137,13 +141,7 @@ describe("integration > log service > produce and fetch", () => {
     // Ensures deleting a topic ends the streams reading it instead of leaving them hanging.
     const topic = randomTopic();
     await createTopic(topic);
-    const call = s.log.fetch({
-      topic,
-      partition: 0,
-      maxBytes: 0,
-      follow: true,
-      start: { $case: "offset", value: 0n },
-    });
+    const call = follow(s.log, topic);
     const ended = new Promise<ServiceError>((resolve) => call.on("error", resolve));
     call.on("data", () => {});
     await new Promise((r) => setTimeout(r, 100));

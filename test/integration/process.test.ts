@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
-import { produce, produceRequest, record, stubs } from "./helpers/grpc.js";
+import { follow, produce, produceRequest, record, stubs } from "./helpers/grpc.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const children: ChildProcess[] = [];
@@ -57,13 +57,7 @@ describe("integration > broker process", () => {
     const s = stubs(address);
     const out = await produce(s.log, [produceRequest("drain", 0, [record("a")])]);
     expect(out.error).toBeUndefined();
-    const call = s.log.fetch({
-      topic: "drain",
-      partition: 0,
-      maxBytes: 0,
-      follow: true,
-      start: { $case: "offset", value: 0n },
-    });
+    const call = follow(s.log, "drain");
     const firstData = new Promise((resolve) => call.once("data", resolve));
     const ended = new Promise<ServiceError>((resolve) => call.on("error", resolve));
     await firstData;

@@ -123,6 +123,11 @@ export function fetchAll(
   });
 }
 
+/** A following Fetch of partition 0 of `topic` from offset 0 (the caller listens and cancels). */
+export function follow(log: LogServiceClient, topic: string) {
+  return log.fetch({ topic, partition: 0, maxBytes: 0, follow: true, start: { $case: "offset", value: 0n } });
+}
+
 /** The values of every record in the responses, in order, skipping offsets below `from`. */
 export function values(responses: FetchResponse[], from = 0n): string[] {
   const out: string[] = [];

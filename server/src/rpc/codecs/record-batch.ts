@@ -40,16 +40,40 @@ function readVarint(buf: Uint8Array, end: number): number {
   throw new MalformedBatchError(`varint longer than 10 bytes ending at byte ${cursor}`);
 }
 
+// The last field read by readField: module-level for the same reason as the cursor.
+let field = 0;
+let wireType = 0;
+
 /**
- * Reads a tag. Generated decoders read tags as uint32 (keeping the low 32 bits of a longer
- * varint), so a tag of 2^32 or more would mean one field to them and another to a 64-bit reader:
- * refuse it, so the broker's count always agrees with what consumers decode.
+ * Reads a tag into `field` and `wireType`. Generated decoders read tags as uint32 (keeping the low
+ * 32 bits of a longer varint), so a tag of 2^32 or more would mean one field to them and another
+ * to a 64-bit reader: refuse it, so the broker's count always agrees with what consumers decode.
  */
-function readTag(buf: Uint8Array, end: number): number {
+function readField(buf: Uint8Array, end: number, where: string): void {
   const tag = readVarint(buf, end);
   if (tag > 0xffffffff)
     throw new MalformedBatchError(`tag varint ${tag} is too large (ends at byte ${cursor})`);
-  return tag;
+  field = Math.floor(tag / 8);
+  wireType = tag % 8;
+  if (field === 0) throw new MalformedBatchError(`field number 0 in ${where} at byte ${cursor}`);
+}
+
+/** Reads a length prefix at `cursor`; returns where the payload ends, inside `end`. */
+function readLength(buf: Uint8Array, end: number, what: string): number {
+  const len = readVarint(buf, end);
+  const payloadEnd = cursor + len;
+  if (payloadEnd > end) {
+    throw new MalformedBatchError(
+      `${what} claims ${len} bytes but only ${end - cursor} remain (byte ${cursor})`,
+    );
+  }
+  return payloadEnd;
+}
+
+function expectLen(what: string): void {
+  if (wireType !== LEN) {
+    throw new MalformedBatchError(`${what} has wire type ${wireType}, expected length-delimited`);
+  }
 }
 
 /** Skips the payload of a field of `wireType` at `cursor`, staying inside `end`. */
@@ -79,23 +103,14 @@ function skipField(buf: Uint8Array, wireType: number, end: number): void {
 /** Header: key (1, LEN, UTF-8 text: decoders in Go or Python refuse anything else), value (2, LEN). */
 function checkHeader(buf: Uint8Array, end: number): void {
   while (cursor < end) {
-    const tag = readTag(buf, end);
-    const field = Math.floor(tag / 8);
-    const wireType = tag % 8;
-    if (field === 0) throw new MalformedBatchError(`field number 0 in a header at byte ${cursor}`);
-    if (field <= 2 && wireType !== LEN) {
-      throw new MalformedBatchError(
-        `header field ${field} has wire type ${wireType}, expected length-delimited`,
-      );
-    }
+    readField(buf, end, "a header");
+    if (field <= 2) expectLen(`header field ${field}`);
     if (field === 1) {
-      const len = readVarint(buf, end);
-      if (cursor + len > end)
-        throw new MalformedBatchError(`header key runs past its header (byte ${cursor})`);
-      if (!isUtf8(buf.subarray(cursor, cursor + len))) {
+      const keyEnd = readLength(buf, end, "a header key");
+      if (!isUtf8(buf.subarray(cursor, keyEnd))) {
         throw new MalformedBatchError(`header key at byte ${cursor} is not valid UTF-8`);
       }
-      cursor += len;
+      cursor = keyEnd;
     } else {
       skipField(buf, wireType, end);
     }
@@ -104,26 +119,13 @@ function checkHeader(buf: Uint8Array, end: number): void {
 
 function checkRecord(buf: Uint8Array, end: number): void {
   while (cursor < end) {
-    const tag = readTag(buf, end);
-    const field = Math.floor(tag / 8);
-    const wireType = tag % 8;
-    if (field === 0) throw new MalformedBatchError(`field number 0 in a record at byte ${cursor}`);
-    if (field <= 3 && wireType !== LEN) {
-      throw new MalformedBatchError(
-        `record field ${field} has wire type ${wireType}, expected length-delimited`,
-      );
-    }
+    readField(buf, end, "a record");
+    if (field <= 3) expectLen(`record field ${field}`);
     if (field === 4 && wireType !== VARINT) {
       throw new MalformedBatchError(`record field timestamp_ms has wire type ${wireType}, expected varint`);
     }
-    if (field === 3) {
-      const len = readVarint(buf, end);
-      const headerEnd = cursor + len;
-      if (headerEnd > end) throw new MalformedBatchError(`header runs past its record (byte ${cursor})`);
-      checkHeader(buf, headerEnd);
-    } else {
-      skipField(buf, wireType, end);
-    }
+    if (field === 3) checkHeader(buf, readLength(buf, end, "a header"));
+    else skipField(buf, wireType, end);
   }
 }
 
@@ -136,19 +138,10 @@ export function countRecords(buf: Uint8Array): number {
   let count = 0;
   cursor = 0;
   while (cursor < end) {
-    const tag = readTag(buf, end);
-    const field = Math.floor(tag / 8);
-    const wireType = tag % 8;
-    if (field === 0) throw new MalformedBatchError(`field number 0 at byte ${cursor}`);
+    readField(buf, end, "the batch");
     if (field === 1) {
-      if (wireType !== LEN)
-        throw new MalformedBatchError(`records field has wire type ${wireType}, expected length-delimited`);
-      const len = readVarint(buf, end);
-      const recordEnd = cursor + len;
-      if (recordEnd > end) {
-        throw new MalformedBatchError(`record ${count} claims ${len} bytes but only ${end - cursor} remain`);
-      }
-      checkRecord(buf, recordEnd);
+      expectLen("the records field");
+      checkRecord(buf, readLength(buf, end, `record ${count}`));
       count++;
     } else {
       skipField(buf, wireType, end);
