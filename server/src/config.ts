@@ -39,6 +39,10 @@ export interface BrokerConfig {
   maxBatchesPerProduceStream: number;
   shutdownTimeoutMs: number;
   retentionCheckIntervalMs: number;
+  groupSessionTimeoutMs: number;
+  groupMinSessionTimeoutMs: number;
+  groupMaxSessionTimeoutMs: number;
+  groupMaxMembers: number;
   topicDefaults: TopicSettings;
 }
 
@@ -179,6 +183,42 @@ export const SETTINGS: readonly SettingSpec[] = [
     max: DAY_MS,
     target: "retentionCheckIntervalMs",
     doc: "how often retention runs",
+  },
+  {
+    key: "group.session.timeout.ms",
+    kind: "int",
+    default: "10000",
+    min: 1,
+    max: 3_600_000,
+    target: "groupSessionTimeoutMs",
+    doc: "a group member's session timeout when it does not choose one: without a heartbeat, or without releasing revoked partitions, for this long it is removed",
+  },
+  {
+    key: "group.min.session.timeout.ms",
+    kind: "int",
+    default: "1000",
+    min: 1,
+    max: 3_600_000,
+    target: "groupMinSessionTimeoutMs",
+    doc: "the shortest session timeout a member may ask for",
+  },
+  {
+    key: "group.max.session.timeout.ms",
+    kind: "int",
+    default: "300000",
+    min: 1,
+    max: 3_600_000,
+    target: "groupMaxSessionTimeoutMs",
+    doc: "the longest session timeout a member may ask for",
+  },
+  {
+    key: "group.max.members",
+    kind: "int",
+    default: "1000",
+    min: 1,
+    max: 100_000,
+    target: "groupMaxMembers",
+    doc: "most members one group may have (a JoinGroup past it gets RESOURCE_EXHAUSTED)",
   },
   {
     key: "retention.ms",
@@ -353,6 +393,16 @@ export function loadConfig(
   if (result.fetchDefaultMaxBytes > result.fetchMaxBytes) {
     throw new ConfigError(
       `fetch.default.max.bytes (${result.fetchDefaultMaxBytes}) must not exceed fetch.max.bytes (${result.fetchMaxBytes})`,
+    );
+  }
+  const {
+    groupSessionTimeoutMs: session,
+    groupMinSessionTimeoutMs: min,
+    groupMaxSessionTimeoutMs: max,
+  } = result;
+  if (!(min <= session && session <= max)) {
+    throw new ConfigError(
+      `group.session.timeout.ms (${session}) must lie between group.min.session.timeout.ms (${min}) and group.max.session.timeout.ms (${max})`,
     );
   }
   return result;

@@ -22,7 +22,13 @@ describe("integration > health", () => {
     const tb = await startTestBroker();
     const client = new HealthClientCtor(tb.address, credentials.createInsecure());
     try {
-      for (const service of ["", "rill.v1.LogService", "rill.v1.AdminService", "rill.v1.ClusterService"]) {
+      for (const service of [
+        "",
+        "rill.v1.LogService",
+        "rill.v1.AdminService",
+        "rill.v1.ClusterService",
+        "rill.v1.GroupService",
+      ]) {
         const res = await new Promise<HealthResponse>((resolve, reject) =>
           client.check({ service }, (err, r) => (err ? reject(err) : resolve(r))),
         );

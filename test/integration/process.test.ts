@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
+import { groupApi, groupStub, RawMember } from "./helpers/group.js";
 import { follow, produce, produceRequest, record, stubs } from "./helpers/grpc.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -68,5 +69,31 @@ describe("integration > broker process", () => {
     expect(await exited).toBe(0);
     expect(existsSync(join(dataDir, "meta", "clean-shutdown"))).toBe(true);
     s.close();
+  });
+
+  it("keeps committed group offsets across a kill -9 of the broker", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "rill-proc-"));
+    dirs.push(dataDir);
+    const first = await spawnBroker(dataDir);
+    const s = stubs(first.address);
+    const out = await produce(s.log, [produceRequest("kept", 0, [record("a"), record("b"), record("c")])]);
+    expect(out.error).toBeUndefined();
+    const stub = groupStub(first.address);
+    const member = new RawMember(stub, "survivors", { topics: ["kept"] });
+    await member.until((m) => m.assigned.length === 1);
+    await member.commit([{ topic: "kept", partition: 0, offset: 2n }]);
+    // CommitOffsets returns once the offset is fsynced: nothing the kill can undo.
+    const exited = new Promise((resolve) => first.child.once("exit", resolve));
+    process.kill(first.child.pid!, "SIGKILL");
+    await exited;
+    member.kill();
+    stub.close();
+    s.close();
+    expect(existsSync(join(dataDir, "meta", "clean-shutdown"))).toBe(false);
+    const second = await spawnBroker(dataDir);
+    const again = groupStub(second.address);
+    const got = await groupApi(again).committed("survivors");
+    expect(got.offsets.map((o) => [o.topic, o.partition, o.offset])).toEqual([["kept", 0, 2n]]);
+    again.close();
   });
 });

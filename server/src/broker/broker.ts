@@ -3,6 +3,7 @@
  *
  *   <data>/meta/broker.json     {"brokerId":0,"clusterId":"<uuid>"} — stable across restarts
  *   <data>/meta/clean-shutdown  present only between a clean close and the next open
+ *   <data>/topics/, <data>/groups/  topic logs (topic-registry.ts), group offsets (groups/)
  *
  * Open order matters: the clean-shutdown marker is read (it decides whether logs are scanned for
  * torn writes), then removed and the removal fsynced *before* any write is accepted, so a crash
@@ -14,6 +15,7 @@ import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { type Clock, systemClock } from "../clock.js";
 import type { BrokerConfig } from "../config.js";
+import { GroupCoordinator } from "../groups/coordinator.js";
 import type { Logger } from "../logger.js";
 import { syncDir, writeFileDurably } from "./durable-fs.js";
 import { TopicRegistry } from "./topic-registry.js";
@@ -32,6 +34,7 @@ export class BrokerCore {
   private constructor(
     readonly config: BrokerConfig,
     readonly topics: TopicRegistry,
+    readonly groups: GroupCoordinator,
     readonly meta: BrokerMeta,
     readonly clock: Clock,
     private readonly logger: Logger,
@@ -58,7 +61,21 @@ export class BrokerCore {
       logger: logger.child({ component: "log" }),
       cleanShutdown: cleanShutdown || isNew,
     });
-    const core = new BrokerCore(config, topics, meta, clock, logger, cleanShutdown);
+    let groups: GroupCoordinator;
+    try {
+      groups = await GroupCoordinator.open({
+        dataDir,
+        topics,
+        config,
+        clock,
+        logger,
+        cleanShutdown: cleanShutdown || isNew,
+      });
+    } catch (err) {
+      await topics.close().catch(() => {});
+      throw err;
+    }
+    const core = new BrokerCore(config, topics, groups, meta, clock, logger, cleanShutdown);
     core.scheduleRetention();
     return core;
   }
@@ -79,7 +96,7 @@ export class BrokerCore {
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.retentionTimer);
-      await this.topics.close();
+      await Promise.all([this.groups.close(), this.topics.close()]);
       const metaDir = join(resolve(this.config.dataDir), "meta");
       await writeFileDurably(metaDir, CLEAN_MARKER, `${new Date(this.clock.now()).toISOString()}\n`);
     })();

@@ -58,3 +58,17 @@ export class PartitionOfflineError extends BrokerError {
     );
   }
 }
+
+/**
+ * The request is valid but the state does not allow it: a stale group generation, a partition the
+ * member does not own, a member that is no longer in its group, a group that still has members.
+ */
+export class FailedPreconditionError extends BrokerError {}
+
+export class GroupNotFoundError extends BrokerError {
+  constructor(readonly group: string) {
+    super(
+      `group "${group}" has no members and no committed offsets; list groups with ListGroups (rill group list)`,
+    );
+  }
+}

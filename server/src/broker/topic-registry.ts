@@ -12,6 +12,10 @@
  *   whole or gone; trash/ is emptied on open.
  * - Names are validated (topic-name.ts) before they touch the file system.
  * - Creates and deletes of one name are serialized, so two concurrent auto-creates make one topic.
+ * - Adding partitions opens the new partition directories first and rewrites topic.json last
+ *   (durably), so a crash leaves the old count; directories past the count in topic.json are
+ *   leftovers of an interrupted add and are removed when partitions are next added.
+ * - Listeners (onChange) hear of every create, delete and partition add after it took effect.
  */
 
 import { randomUUID } from "node:crypto";
@@ -42,6 +46,9 @@ export interface Topic {
   readonly settings: TopicSettings;
 }
 
+/** What changed about a topic; consumer groups rebalance on it. */
+export type TopicChange = { kind: "created" | "deleted" | "partitions-added"; topic: string };
+
 export interface TopicRegistryOptions {
   dataDir: string;
   defaults: TopicSettings;
@@ -63,6 +70,7 @@ const TOPIC_KEYS = new Map<keyof TopicSettings, string>(
 export class TopicRegistry {
   private readonly topics = new Map<string, Topic>();
   private readonly pending = new Map<string, Promise<unknown>>();
+  private readonly listeners = new Set<(change: TopicChange) => void>();
   private readonly topicsDir: string;
   private readonly trashDir: string;
 
@@ -100,15 +108,32 @@ export class TopicRegistry {
     logger.info({ topics: this.topics.size }, "topics loaded");
   }
 
+  /** Calls `listener` after every create, delete and partition add; returns the unsubscribe. */
+  onChange(listener: (change: TopicChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(change: TopicChange): void {
+    for (const l of [...this.listeners]) {
+      try {
+        l(change);
+      } catch (err) {
+        this.options.logger.error({ err, change }, "topic change listener failed");
+      }
+    }
+  }
+
   private async openTopic(
     name: string,
     partitionCount: number,
     overrides: Partial<TopicSettings>,
+    from = 0,
   ): Promise<Topic> {
     const settings = { ...this.options.defaults, ...overrides };
     const partitions: Partition[] = [];
     try {
-      for (let p = 0; p < partitionCount; p++) {
+      for (let p = from; p < partitionCount; p++) {
         const logger = this.options.logger.child({ topic: name, partition: p });
         const log = await openLog({
           dir: join(this.topicsDir, name, String(p)),
@@ -190,7 +215,43 @@ export class TopicRegistry {
       }
       this.topics.set(name, topic);
       this.options.logger.info({ topic: name, partitions }, "topic created");
+      this.emit({ kind: "created", topic: name });
       return topic;
+    });
+  }
+
+  /** Raises a topic's partition count to `partitions` (never lowers it). */
+  addPartitions(name: string, partitions: number): Promise<Topic> {
+    validateTopicName(name);
+    return this.serialized(name, async () => {
+      const topic = this.topics.get(name);
+      if (!topic) throw new TopicNotFoundError(name);
+      const current = topic.partitions.length;
+      if (!Number.isInteger(partitions) || partitions <= current || partitions > MAX_PARTITIONS) {
+        throw new InvalidRequestError(
+          `topic "${name}" has ${current} partitions; the new count must be larger, and at most ${MAX_PARTITIONS}, not ${partitions}`,
+        );
+      }
+      const dir = join(this.topicsDir, name);
+      for (let p = current; p < partitions; p++) {
+        await rm(join(dir, String(p)), { recursive: true, force: true }); // an interrupted add's leftovers
+      }
+      const added = await this.openTopic(name, partitions, topic.overrides, current);
+      try {
+        await writeFileDurably(
+          dir,
+          TOPIC_FILE,
+          `${JSON.stringify({ version: 1, partitions, config: toDotted(topic.overrides) }, null, 2)}\n`,
+        );
+      } catch (err) {
+        await Promise.all(added.partitions.map((p) => p.destroy().catch(() => {})));
+        throw err;
+      }
+      const grown: Topic = { ...topic, partitions: [...topic.partitions, ...added.partitions] };
+      this.topics.set(name, grown);
+      this.options.logger.info({ topic: name, from: current, to: partitions }, "partitions added");
+      this.emit({ kind: "partitions-added", topic: name });
+      return grown;
     });
   }
 
@@ -230,6 +291,7 @@ export class TopicRegistry {
         throw err;
       }
       this.topics.delete(name);
+      this.emit({ kind: "deleted", topic: name });
       await syncDir(this.topicsDir);
       this.options.logger.info({ topic: name }, "topic deleted");
       rm(trashed, { recursive: true, force: true }).catch((err) =>

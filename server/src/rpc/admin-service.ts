@@ -4,6 +4,8 @@
  */
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import type {
+  AddPartitionsRequest,
+  AddPartitionsResponse,
   CreateTopicRequest,
   CreateTopicResponse,
   DeleteTopicRequest,
@@ -27,6 +29,7 @@ export function adminServiceImplementation(ctx: RpcContext): UntypedServiceImple
     deleteTopic: unary(ctx, deleteTopic),
     listTopics: unary(ctx, listTopics),
     describeTopic: unary(ctx, describeTopic),
+    addPartitions: unary(ctx, addPartitions),
   };
 }
 
@@ -113,4 +116,8 @@ function listTopics(ctx: RpcContext): ListTopicsResponse {
 
 function describeTopic(ctx: RpcContext, req: DescribeTopicRequest): DescribeTopicResponse {
   return { topic: describe(ctx.core.topics.require(req.topic)) };
+}
+
+async function addPartitions(ctx: RpcContext, req: AddPartitionsRequest): Promise<AddPartitionsResponse> {
+  return { topic: describe(await ctx.core.topics.addPartitions(req.topic, req.partitions)) };
 }

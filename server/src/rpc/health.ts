@@ -1,6 +1,6 @@
 /**
  * grpc.health.v1 (Check and Watch) per service: "" (the whole broker), rill.v1.LogService,
- * rill.v1.AdminService and rill.v1.ClusterService. NOT_SERVING until the logs are recovered and
+ * rill.v1.AdminService, rill.v1.ClusterService and rill.v1.GroupService. NOT_SERVING until the logs are recovered and
  * again as soon as a drain begins, so a mesh stops routing new calls before streams are ended.
  */
 import type { Server } from "@grpc/grpc-js";
@@ -11,6 +11,7 @@ export const HEALTH_SERVICES = [
   "rill.v1.LogService",
   "rill.v1.AdminService",
   "rill.v1.ClusterService",
+  "rill.v1.GroupService",
 ] as const;
 
 export class Health {

@@ -13,12 +13,14 @@
 import { Server, ServerCredentials, type ServiceDefinition } from "@grpc/grpc-js";
 import { AdminServiceService } from "../../../clients/ts/src/gen/rill/v1/admin.js";
 import { ClusterServiceService } from "../../../clients/ts/src/gen/rill/v1/cluster.js";
+import { GroupServiceService } from "../../../clients/ts/src/gen/rill/v1/group.js";
 import type { BrokerCore } from "../broker/broker.js";
 import { parseListen, SETTINGS } from "../config.js";
 import type { Logger } from "../logger.js";
 import { adminServiceImplementation } from "./admin-service.js";
 import { clusterServiceImplementation } from "./cluster-service.js";
 import type { RpcContext } from "./context.js";
+import { groupServiceImplementation } from "./group-service.js";
 import { Health } from "./health.js";
 import { logServiceDefinition, logServiceImplementation } from "./log-service.js";
 import { addReflection } from "./reflection.js";
@@ -66,6 +68,7 @@ export async function startRpcServer(core: BrokerCore, logger: Logger): Promise<
     ClusterServiceService as unknown as ServiceDefinition,
     clusterServiceImplementation(context, () => ({ host, port: boundPort })),
   );
+  server.addService(GroupServiceService as unknown as ServiceDefinition, groupServiceImplementation(context));
   health.addToServer(server);
   addReflection(server);
 

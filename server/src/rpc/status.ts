@@ -6,6 +6,8 @@
 import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import {
   BrokerError,
+  FailedPreconditionError,
+  GroupNotFoundError,
   InvalidRequestError,
   LimitExceededError,
   PartitionNotFoundError,
@@ -14,6 +16,7 @@ import {
   TopicExistsError,
   TopicNotFoundError,
 } from "../broker/errors.js";
+import { OffsetStoreOfflineError } from "../groups/offset-store.js";
 import type { Logger } from "../logger.js";
 import {
   BatchTooLargeError,
@@ -29,9 +32,15 @@ export interface RpcStatus {
 }
 
 export function statusOf(err: unknown): RpcStatus {
-  if (err instanceof TopicNotFoundError || err instanceof PartitionNotFoundError) {
+  if (
+    err instanceof TopicNotFoundError ||
+    err instanceof PartitionNotFoundError ||
+    err instanceof GroupNotFoundError
+  ) {
     return { code: status.NOT_FOUND, message: err.message };
   }
+  if (err instanceof FailedPreconditionError)
+    return { code: status.FAILED_PRECONDITION, message: err.message };
   if (err instanceof TopicExistsError) return { code: status.ALREADY_EXISTS, message: err.message };
   if (err instanceof InvalidRequestError || err instanceof MalformedBatchError) {
     return { code: status.INVALID_ARGUMENT, message: err.message };
@@ -48,6 +57,7 @@ export function statusOf(err: unknown): RpcStatus {
   if (err instanceof CorruptBatchError) {
     return { code: status.DATA_LOSS, message: `${err.message}; the batch cannot be served` };
   }
+  if (err instanceof OffsetStoreOfflineError) return { code: status.UNAVAILABLE, message: err.message };
   if (err instanceof PartitionOfflineError) return { code: status.UNAVAILABLE, message: err.message };
   if (err instanceof ShuttingDownError || err instanceof LogClosedError) {
     return {
