@@ -14,7 +14,9 @@ const children: ChildProcess[] = [];
 const dirs: string[] = [];
 
 afterEach(async () => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.pid) process.kill(c.pid, "SIGKILL");
+  for (const c of children.splice(0)) {
+    if (c.exitCode === null && c.signalCode === null && c.pid) process.kill(c.pid, "SIGKILL");
+  }
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
 
