@@ -5,6 +5,7 @@
 import { Command, Option } from "commander";
 import { registerBrokerCommand } from "./commands/broker.js";
 import { registerConsumeCommand } from "./commands/consume.js";
+import { registerGroupCommands } from "./commands/group.js";
 import { registerProduceCommand } from "./commands/produce.js";
 import { registerTopicCommands } from "./commands/topic.js";
 import { DEFAULT_BROKER } from "./context.js";
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerTopicCommands(program);
   registerProduceCommand(program);
   registerConsumeCommand(program);
+  registerGroupCommands(program);
   registerBrokerCommand(program);
   return program;
 }

@@ -27,6 +27,7 @@ import { decodeFetchResponse, type RawFetchResponse } from "./consumer/fetch-dec
 import { fromGrpcError, InvalidArgumentError } from "./errors.js";
 import { AdminServiceClient } from "./gen/rill/v1/admin.js";
 import { ClusterServiceClient } from "./gen/rill/v1/cluster.js";
+import { GroupServiceClient } from "./gen/rill/v1/group.js";
 import {
   type FetchRequest,
   LogServiceClient,
@@ -138,6 +139,7 @@ export class Connection {
   readonly rawFetch: RawFetchClient;
   readonly admin: AdminServiceClient;
   readonly cluster: ClusterServiceClient;
+  readonly group: GroupServiceClient;
   private readonly staticMetadata: Record<string, string>;
   private closed = false;
 
@@ -152,6 +154,7 @@ export class Connection {
     this.rawFetch = new RawFetchClientCtor(this.address, creds, clientOptions);
     this.admin = new AdminServiceClient(this.address, creds, clientOptions);
     this.cluster = new ClusterServiceClient(this.address, creds, clientOptions);
+    this.group = new GroupServiceClient(this.address, creds, clientOptions);
     this.staticMetadata = { ...options.metadata };
   }
 

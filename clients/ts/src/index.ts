@@ -19,6 +19,13 @@ export {
   topicConfigEntries,
   toTopicConfig,
 } from "./admin/admin.js";
+export {
+  GroupAdmin,
+  groupStateName,
+  type ResetOffsetsTo,
+  resetTarget,
+  validateGroupId,
+} from "./admin/group-admin.js";
 export { createClient, RillClient, type RillClientOptions } from "./client.js";
 export {
   Connection,
@@ -34,6 +41,13 @@ export {
   type ReadOptions,
   type StartPosition,
 } from "./consumer/consumer.js";
+export {
+  GroupSubscription,
+  type PartitionsListener,
+  type SubscribeOptions,
+  type SubscriptionEvent,
+  type TopicPartition,
+} from "./consumer/group-subscription.js";
 export {
   AuthError,
   BrokerUnavailableError,
@@ -61,6 +75,15 @@ export type {
   TopicSummary,
 } from "./gen/rill/v1/admin.js";
 export type { GetMetadataResponse } from "./gen/rill/v1/cluster.js";
+export {
+  type CommittedOffset,
+  type DescribeGroupResponse,
+  type GroupMember,
+  type GroupPartition,
+  GroupState,
+  type GroupSummary,
+  type TopicPartitions,
+} from "./gen/rill/v1/group.js";
 export type { PartitionOffsets } from "./gen/rill/v1/log.js";
 export {
   createLogger,

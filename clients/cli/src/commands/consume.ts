@@ -10,6 +10,14 @@
  * headers, timestamp (ms). Keys, values and header values are UTF-8 strings when they are valid
  * UTF-8, else base64 with `keyEncoding`/`valueEncoding`/`encoding` set to "base64". Output is written
  * once per fetched batch, waiting for stdout to drain; a closed pipe (`| head`) ends it quietly.
+ *
+ * `--group G`: reads as a member of consumer group G (`consumer.subscribe`), so several commands
+ * with the same group split the topic's partitions, and a later run continues where the group left
+ * off. It always follows (`--follow` and `--partition` are usage errors with it, exit 2); `--from`
+ * (earliest or latest) only applies to partitions the group never committed. It ends on SIGINT or
+ * SIGTERM, or after `--max N` records, by committing exactly the records it printed (each one
+ * counts once it was written to stdout) and leaving the group, exit 0. In this mode output is
+ * written one record at a time, so that what was printed and what is committed never differ.
  */
 import { isUtf8 } from "node:buffer";
 import type { Command } from "commander";
@@ -22,6 +30,7 @@ interface ConsumeOptions {
   follow?: boolean;
   max?: string;
   format?: string;
+  group?: string;
 }
 
 const INT64_MAX = 2n ** 63n - 1n;
@@ -96,6 +105,10 @@ export function registerConsumeCommand(program: Command): void {
     .option("-F, --follow", "keep reading new records until interrupted")
     .option("-n, --max <n>", "stop after this many records")
     .option("--format <format>", "text | json", "text")
+    .option(
+      "-g, --group <group>",
+      "read as a member of this consumer group: follows, resumes at the group's committed offsets, commits what it printed",
+    )
     .action(async (topic: string, opts: ConsumeOptions, cmd: Command) => {
       const globals = globalOptions(cmd);
       try {
@@ -108,6 +121,7 @@ export function registerConsumeCommand(program: Command): void {
 }
 
 async function consume(topic: string, opts: ConsumeOptions, globals: ReturnType<typeof globalOptions>) {
+  if (opts.group !== undefined) return consumeGroup(topic, opts.group, opts, globals);
   const from = parseFrom(opts.from);
   const partition = parseCount("--partition", opts.partition);
   const max = parseCount("--max", opts.max);
@@ -141,4 +155,74 @@ async function consume(topic: string, opts: ConsumeOptions, globals: ReturnType<
   } finally {
     process.off("SIGINT", onSigint);
   }
+}
+
+/** `rill consume TOPIC --group G` (see the file header). */
+async function consumeGroup(
+  topic: string,
+  group: string,
+  opts: ConsumeOptions,
+  globals: ReturnType<typeof globalOptions>,
+): Promise<void> {
+  if (opts.partition !== undefined) {
+    throw new CliError("--partition cannot be used with --group: the group assigns the partitions", 2);
+  }
+  if (opts.follow !== undefined) {
+    throw new CliError("--follow cannot be used with --group: group consumption always follows", 2);
+  }
+  const from = opts.from ?? "earliest";
+  if (from !== "earliest" && from !== "latest") {
+    throw new CliError(
+      `--from must be earliest or latest with --group (it applies to partitions the group never committed), got "${from}"`,
+      2,
+    );
+  }
+  const max = parseCount("--max", opts.max);
+  const format = opts.format ?? "text";
+  if (format !== "text" && format !== "json") {
+    throw new CliError(`--format must be "text" or "json", got "${format}"`, 2);
+  }
+  if (max === 0) return;
+  await withClient(globals, async (client) => {
+    const sub = client.consumer().subscribe({ group, topics: [topic], from });
+    let stopping = false;
+    let waiting = false;
+    // While the loop waits for a record, a signal closes at once; while it prints, the loop first
+    // marks the printed record processed (by asking for the next one), then closes.
+    const onSignal = (): void => {
+      stopping = true;
+      if (waiting) void sub.close();
+    };
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+    const records = sub[Symbol.asyncIterator]();
+    let printed = 0;
+    try {
+      for (;;) {
+        // Asking for the next record marks the one printed last as processed.
+        const next = records.next();
+        if (stopping) {
+          next.catch(() => {}); // ends when the subscription closes; not printed, not processed
+          break;
+        }
+        waiting = true;
+        let result: IteratorResult<ConsumedRecord>;
+        try {
+          result = await next;
+        } finally {
+          waiting = false;
+        }
+        if (result.done || stopping) break;
+        const pending = writeOut(render([result.value], format));
+        if (pending) await pending;
+        printed++;
+        if (max !== undefined && printed >= max) stopping = true;
+      }
+    } finally {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      // Commits what was printed and leaves the group (confirmed by the broker).
+      await sub.close();
+    }
+  });
 }

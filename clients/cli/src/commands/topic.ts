@@ -1,5 +1,5 @@
 /**
- * `rill topic create|list|describe|delete`: topic administration through the AdminService.
+ * `rill topic create|list|describe|add-partitions|delete`: topic administration through the AdminService.
  */
 import type { Command } from "commander";
 import {
@@ -117,6 +117,22 @@ export function registerTopicCommands(program: Command): void {
         out += "\n";
         out += formatTable(partitionRows(d.partitions));
         await writeOut(out);
+      });
+    });
+
+  topic
+    .command("add-partitions")
+    .description("raise a topic's partition count (partitions are never removed)")
+    .argument("<name>", "topic name")
+    .requiredOption("-p, --partitions <n>", "the new total number of partitions, above the current one")
+    .action(async (name: string, opts: { partitions: string }, cmd: Command) => {
+      await run(cmd, name, async () => {
+        const partitions = parseCount("--partitions", opts.partitions, 1)!;
+        if (partitions > 2 ** 31 - 1) throw new CliError(`--partitions must be at most ${2 ** 31 - 1}`, 2);
+        const d = await withClient(globalOptions(cmd), (client) =>
+          client.admin().addPartitions(name, partitions),
+        );
+        await writeOut(`topic "${d.topic}" now has ${d.partitions.length} partitions\n`);
       });
     });
 

@@ -1,8 +1,9 @@
 /**
  * Topic administration and offset/metadata look-ups. Every call is unary with a deadline
  * (`requestTimeoutMs`, default from the client: 30 s). Reads (list, describe, listOffsets, metadata)
- * are retried on retriable errors; createTopic and deleteTopic are not (a retry after a lost answer
- * would report ALREADY_EXISTS / NOT_FOUND for the caller's own success).
+ * are retried on retriable errors; createTopic, deleteTopic and addPartitions are not (a retry after a
+ * lost answer would report ALREADY_EXISTS / NOT_FOUND / INVALID_ARGUMENT for the caller's own success).
+ * The consumer-group methods (listGroups, describeGroup, ...) come from {@link GroupAdmin}.
  *
  * Topic config uses Kafka's dotted keys at the edges (`retention.ms`, ...): {@link parseTopicConfig}
  * turns `key=value` strings into a typed {@link TopicSettings}; {@link topicConfigEntries} turns an
@@ -12,6 +13,8 @@ import type { CallOptions, Metadata, ServiceError } from "@grpc/grpc-js";
 import { type Connection, unaryCall } from "../connection.js";
 import { InvalidArgumentError, RillError } from "../errors.js";
 import type {
+  AddPartitionsRequest,
+  AddPartitionsResponse,
   CreateTopicRequest,
   CreateTopicResponse,
   DeleteTopicRequest,
@@ -25,6 +28,7 @@ import type {
   TopicSummary,
 } from "../gen/rill/v1/admin.js";
 import type { GetMetadataRequest, GetMetadataResponse } from "../gen/rill/v1/cluster.js";
+import type { GroupServiceClient } from "../gen/rill/v1/group.js";
 import {
   Durability,
   type ListOffsetsRequest,
@@ -33,6 +37,7 @@ import {
 } from "../gen/rill/v1/log.js";
 import type { Logger } from "../logger.js";
 import { type RetryOptions, retry } from "../retry.js";
+import { GroupAdmin } from "./group-admin.js";
 
 /** Per-topic settings; unset fields take the broker's defaults. Integers may be numbers or bigints. */
 export interface TopicSettings {
@@ -179,8 +184,8 @@ type Method<Req, Res> = (
   callback: (error: ServiceError | null, response: Res) => void,
 ) => unknown;
 
-/** Creates, deletes, lists and describes topics; looks up offsets and metadata. */
-export class Admin {
+/** Creates, deletes, lists and describes topics; looks up offsets and metadata; manages groups. */
+export class Admin extends GroupAdmin {
   private readonly timeoutMs: number;
   private readonly retryOptions: Partial<RetryOptions>;
 
@@ -188,6 +193,7 @@ export class Admin {
     private readonly ctx: AdminContext,
     options: AdminOptions = {},
   ) {
+    super();
     const t = options.requestTimeoutMs ?? ctx.requestTimeoutMs;
     if (!(t > 0)) throw new InvalidArgumentError(`requestTimeoutMs must be > 0, got ${t}`);
     this.timeoutMs = t;
@@ -268,6 +274,26 @@ export class Admin {
     return res.partitions;
   }
 
+  /**
+   * Raises a topic's partition count to `partitions` (the new total, larger than the current one;
+   * the broker refuses anything else with INVALID_ARGUMENT). Resolves with the topic as it is now.
+   */
+  async addPartitions(topic: string, partitions: number): Promise<TopicDescription> {
+    if (typeof topic !== "string" || topic.length === 0) {
+      throw new InvalidArgumentError("topic must be a non-empty string");
+    }
+    if (!(Number.isInteger(partitions) && partitions >= 1 && partitions <= 2 ** 31 - 1)) {
+      throw new InvalidArgumentError(`partitions must be a positive integer, got ${partitions}`);
+    }
+    const res = await this.call<AddPartitionsRequest, AddPartitionsResponse>(
+      (r, m, o, cb) => this.ctx.connection.admin.addPartitions(r, m, o, cb),
+      { topic, partitions },
+      false,
+    );
+    if (!res.topic) throw new RillError("broker returned no topic description", { retriable: false });
+    return res.topic;
+  }
+
   /** Brokers and partition leaders, for the given topics (default: every topic). */
   metadata(topics: readonly string[] = []): Promise<GetMetadataResponse> {
     return this.call<GetMetadataRequest, GetMetadataResponse>(
@@ -277,7 +303,15 @@ export class Admin {
     );
   }
 
-  private call<Req, Res>(method: Method<Req, Res>, request: Req, idempotent: boolean): Promise<Res> {
+  protected override get groupService(): GroupServiceClient {
+    return this.ctx.connection.group;
+  }
+
+  protected override call<Req, Res>(
+    method: Method<Req, Res>,
+    request: Req,
+    idempotent: boolean,
+  ): Promise<Res> {
     const once = (): Promise<Res> =>
       unaryCall(method, request, this.ctx.connection.metadata(), this.timeoutMs);
     return idempotent ? retry(once, this.retryOptions) : once();

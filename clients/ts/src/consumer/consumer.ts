@@ -27,18 +27,13 @@
  *
  * Leaving the loop (`break`, `return()`, an exception) or aborting `signal` cancels the streams;
  * aborting ends the iteration quietly.
+ *
+ * The per-partition fetch loop and the bounded queue live in partition-fetcher.ts, shared with
+ * group consumption (`consumer.subscribe`, group-subscription.ts).
  */
-import type { ClientReadableStream } from "@grpc/grpc-js";
 import { type Connection, unaryCall } from "../connection.js";
+import { ClientClosedError, fromGrpcError, InvalidArgumentError, TopicNotFoundError } from "../errors.js";
 import {
-  fromGrpcError,
-  InvalidArgumentError,
-  OffsetOutOfRangeError,
-  type RillError,
-  TopicNotFoundError,
-} from "../errors.js";
-import {
-  type FetchRequest,
   type ListOffsetsRequest,
   type ListOffsetsResponse,
   OffsetPosition,
@@ -46,8 +41,9 @@ import {
 } from "../gen/rill/v1/log.js";
 import type { Logger } from "../logger.js";
 import type { ConsumedRecord } from "../records.js";
-import { backoffDelay, type RetryOptions, resolveRetryOptions, retry, sleep } from "../retry.js";
-import { decodeRawBatches, type RawFetchResponse } from "./fetch-decoder.js";
+import { type RetryOptions, resolveRetryOptions, retry } from "../retry.js";
+import { GroupSubscription, type SubscribeOptions } from "./group-subscription.js";
+import { BoundedQueue, END, type FetchStart, PartitionFetcher } from "./partition-fetcher.js";
 
 /** Where a read starts. */
 export type StartPosition = "earliest" | "latest" | bigint | Date;
@@ -103,67 +99,14 @@ export interface ConsumerContext {
   onClose?: () => void;
 }
 
-const END = Symbol("end");
-type QueueItem = ConsumedBatch | { error: RillError } | typeof END;
-
-/** A bounded FIFO between the partition loops (producers) and the iterator (the one consumer). */
-class BoundedQueue {
-  private readonly items: QueueItem[] = [];
-  private takers: ((item: QueueItem) => void)[] = [];
-  private putters: (() => void)[] = [];
-  private closed = false;
-
-  constructor(private readonly capacity: number) {}
-
-  /** Adds a batch; waits while the queue is full. Resolves false if the queue was closed. */
-  async put(item: ConsumedBatch): Promise<boolean> {
-    while (!this.closed && this.items.length >= this.capacity) {
-      await new Promise<void>((resolve) => this.putters.push(resolve));
-    }
-    if (this.closed) return false;
-    this.push(item);
-    return true;
-  }
-
-  /** Adds an error or the end marker, ignoring the bound (there is at most one of each per loop). */
-  putControl(item: { error: RillError } | typeof END): void {
-    if (!this.closed) this.push(item);
-  }
-
-  private push(item: QueueItem): void {
-    const taker = this.takers.shift();
-    if (taker) taker(item);
-    else this.items.push(item);
-  }
-
-  take(): Promise<QueueItem> {
-    if (this.items.length > 0) {
-      const item = this.items.shift()!;
-      const putter = this.putters.shift();
-      if (putter) putter();
-      return Promise.resolve(item);
-    }
-    if (this.closed) return Promise.resolve(END);
-    return new Promise((resolve) => this.takers.push(resolve));
-  }
-
-  /** Wakes everyone: takers get END, putters give up. */
-  close(): void {
-    this.closed = true;
-    this.items.length = 0;
-    for (const t of this.takers.splice(0)) t(END);
-    for (const p of this.putters.splice(0)) p();
-  }
-}
-
 /** How one partition's first fetch starts. */
-type Start = { $case: "offset"; value: bigint } | { $case: "position"; value: OffsetPosition };
+type Start = FetchStart;
 
 /** One `read` call: its partition loops and their shared queue. */
 class ReadSession {
-  readonly queue: BoundedQueue;
+  readonly queue: BoundedQueue<ConsumedBatch>;
   private stopped = false;
-  private readonly calls = new Set<ClientReadableStream<RawFetchResponse>>();
+  private readonly fetchers = new Set<PartitionFetcher>();
   private readonly stopController = new AbortController();
   private running = 0;
   private readonly log: Logger;
@@ -195,8 +138,7 @@ class ReadSession {
       const end = follow ? undefined : po.latest;
       const first = start.$case === "offset" ? start.value : po.earliest;
       if (end !== undefined && first >= end) continue;
-      this.running++;
-      void this.runPartition(po.partition, start, end);
+      this.runPartition(po.partition, start, end);
     }
     if (this.running === 0) this.queue.putControl(END);
     this.log.debug("reading", { topic, partitions: offsets.map((o) => o.partition), follow });
@@ -227,107 +169,31 @@ class ReadSession {
     return res.partitions;
   }
 
-  /** Fetches one partition until done (non-follow), stopped, or failed. */
-  private async runPartition(partition: number, initial: Start, end: bigint | undefined): Promise<void> {
-    const { topic } = this.options;
-    const follow = end === undefined;
-    const maxBytes = this.options.maxBytes ?? this.consumerOptions.maxBytes ?? 0;
-    let start: Start = initial;
-    /** Offset of the next record to hand out, once known. */
-    let next: bigint | undefined = initial.$case === "offset" ? initial.value : undefined;
-    let failures = 0;
-    try {
-      while (!this.stopped) {
-        if (end !== undefined && next !== undefined && next >= end) return;
-        const request: FetchRequest = {
-          topic,
-          partition,
-          start: next !== undefined ? { $case: "offset", value: next } : start,
-          maxBytes,
-          follow,
-        };
-        const call = this.ctx.connection.rawFetch.fetch(request, this.ctx.connection.metadata());
-        // A status error can arrive after the iterator let go of the stream; never let it go unhandled.
-        call.on("error", () => {});
-        this.calls.add(call);
-        try {
-          for await (const response of call as AsyncIterable<RawFetchResponse>) {
-            failures = 0;
-            if (this.stopped) return;
-            if (response.batches.length === 0) continue; // heartbeat
-            let records = decodeRawBatches(response.batches, topic, partition, next ?? 0n);
-            if (end !== undefined && records.length > 0 && records[records.length - 1]!.offset >= end) {
-              records = records.filter((r) => r.offset < end);
-            }
-            if (records.length === 0) {
-              if (end !== undefined && next !== undefined && next >= end) return;
-              continue;
-            }
-            next = records[records.length - 1]!.offset + 1n;
-            const ok = await this.queue.put({
-              topic,
-              partition,
-              records,
-              highWatermark: response.highWatermark,
-              logStartOffset: response.logStartOffset,
-            });
-            if (!ok) return;
-            if (end !== undefined && next >= end) return;
-          }
-          // A clean end: without follow the broker stopped at its high watermark.
-          if (!follow) return;
-          failures++;
-          await sleep(backoffDelay(failures, this.retryOptions), this.signal);
-        } catch (e) {
-          if (this.stopped) return;
-          const err = fromGrpcError(e);
-          if (err instanceof OffsetOutOfRangeError && next !== undefined && this.reset(partition, err)) {
-            start = {
-              $case: "position",
-              value:
-                this.consumerOptions.offsetReset === "latest"
-                  ? OffsetPosition.OFFSET_POSITION_LATEST
-                  : OffsetPosition.OFFSET_POSITION_EARLIEST,
-            };
-            next = undefined;
-            continue;
-          }
-          failures++;
-          if (!err.retriable || (!follow && failures >= this.retryOptions.maxAttempts)) throw err;
-          const delay = backoffDelay(failures, this.retryOptions);
-          this.log.warn("fetch stream broke, resuming", {
-            topic,
-            partition,
-            offset: next?.toString(),
-            attempt: failures,
-            delayMs: delay,
-            error: err.message,
-            code: err.codeName,
-          });
-          await sleep(delay, this.signal);
-        } finally {
-          call.cancel();
-          this.calls.delete(call);
-        }
-      }
-    } catch (e) {
-      if (!this.stopped) this.queue.putControl({ error: fromGrpcError(e) });
-    } finally {
-      if (--this.running === 0 && !this.stopped) this.queue.putControl(END);
-    }
-  }
-
-  /** Whether to jump elsewhere after OUT_OF_RANGE (logged as dropped data). */
-  private reset(partition: number, err: RillError): boolean {
-    const policy = this.consumerOptions.offsetReset ?? "error";
-    if (policy === "error") return false;
-    this.log.warn("offset out of range, resetting", {
+  /** Starts one partition's fetch loop (see partition-fetcher.ts). */
+  private runPartition(partition: number, start: Start, end: bigint | undefined): void {
+    const fetcher = new PartitionFetcher({
+      connection: this.ctx.connection,
+      logger: this.log,
+      retry: this.retryOptions,
       topic: this.options.topic,
       partition,
-      to: policy,
-      error: err.message,
+      start,
+      end,
+      maxBytes: this.options.maxBytes ?? this.consumerOptions.maxBytes ?? 0,
+      offsetReset: this.consumerOptions.offsetReset ?? "error",
+      deliver: (batch) => this.queue.put(batch),
     });
-    return true;
+    this.fetchers.add(fetcher);
+    this.running++;
+    fetcher
+      .run()
+      .catch((e: unknown) => {
+        if (!this.stopped) this.queue.putControl({ error: fromGrpcError(e) });
+      })
+      .finally(() => {
+        this.fetchers.delete(fetcher);
+        if (--this.running === 0 && !this.stopped) this.queue.putControl(END);
+      });
   }
 
   /** Cancels every stream and wakes the iterator. Idempotent. */
@@ -335,8 +201,8 @@ class ReadSession {
     if (this.stopped) return;
     this.stopped = true;
     this.stopController.abort();
-    for (const c of this.calls) c.cancel();
-    this.calls.clear();
+    for (const f of this.fetchers) f.stop();
+    this.fetchers.clear();
     this.queue.close();
   }
 }
@@ -352,6 +218,7 @@ function startOf(from: StartPosition, po: PartitionOffsets): Start {
 /** Reads partitions. Create it with `client.consumer(options)`. */
 export class Consumer {
   private readonly sessions = new Set<ReadSession>();
+  private readonly subscriptions = new Set<GroupSubscription>();
   private closed = false;
 
   constructor(
@@ -403,12 +270,30 @@ export class Consumer {
     }
   }
 
-  /** Ends every open read (their iterators finish) and releases the consumer. */
+  /**
+   * Joins a consumer group and reads its share of the topics' partitions (see
+   * group-subscription.ts for the API, the membership protocol and the commit semantics).
+   */
+  subscribe(options: SubscribeOptions): GroupSubscription {
+    if (this.closed) throw new ClientClosedError("the consumer is closed");
+    const sub: GroupSubscription = new GroupSubscription(this.ctx, options, this.options, () =>
+      this.subscriptions.delete(sub),
+    );
+    this.subscriptions.add(sub);
+    return sub;
+  }
+
+  /**
+   * Ends every open read (their iterators finish), closes every group subscription (commit, leave)
+   * and releases the consumer.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const s of this.sessions) s.stop();
     this.sessions.clear();
+    await Promise.allSettled([...this.subscriptions].map((s) => s.close()));
+    this.subscriptions.clear();
     this.ctx.onClose?.();
   }
 }
