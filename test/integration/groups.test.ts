@@ -2,6 +2,8 @@
  * GroupService against a real broker through raw generated stubs: membership, range assignment,
  * the revocation handshake, session expiry, commit fencing, durable offsets, and the admin calls.
  */
+import { rm } from "node:fs/promises";
+import { join as joinPath } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { GroupServiceClient } from "../../clients/ts/src/gen/rill/v1/group.js";
@@ -184,6 +186,7 @@ describe("integration > consumer groups (GroupService)", () => {
   it("validates requests before touching state", async () => {
     const t = await topic(1);
     await fill(t, 0, 3);
+    const before = await groupApi(stub).list();
     const bad = join("../etc", { topics: [t] });
     await bad.until((m) => m.ended);
     expect(bad.error?.code).toBe(status.INVALID_ARGUMENT);
@@ -194,11 +197,18 @@ describe("integration > consumer groups (GroupService)", () => {
     await tooShort.until((m) => m.ended);
     expect(tooShort.error?.code).toBe(status.INVALID_ARGUMENT);
     expect(tooShort.error?.details).toMatch(/session_timeout_ms must be between 100/);
+    // Refused joins left nothing behind: no group was created.
+    expect(await groupApi(stub).list()).toEqual(before);
+    await expect(groupApi(stub).describe("g1")).rejects.toMatchObject({ code: status.NOT_FOUND });
     const ok = join("g1", { topics: [t] });
     await ok.until((m) => m.assigned.length === 1);
     await expect(ok.commit([{ topic: t, partition: 0, offset: 4n }])).rejects.toMatchObject({
+      code: status.OUT_OF_RANGE,
+      details: expect.stringMatching(/past its high watermark 3/),
+    });
+    await expect(ok.commit([{ topic: t, partition: 0, offset: 1n }], 0n)).rejects.toMatchObject({
       code: status.INVALID_ARGUMENT,
-      details: expect.stringMatching(/outside 0\.\.3/),
+      details: expect.stringMatching(/generation_id is required/),
     });
     await expect(ok.commit([{ topic: t, partition: 7, offset: 0n }])).rejects.toMatchObject({
       code: status.NOT_FOUND,
@@ -335,5 +345,69 @@ describe("integration > consumer groups (GroupService)", () => {
       if (Date.now() > deadline) throw new Error("offsets of the deleted topic were not forgotten");
       await new Promise((r) => setTimeout(r, 20));
     }
+    await api(s).createTopic({ topic: t, partitions: 1, config: undefined });
+    await fill(t, 0, 8);
+    const fresh = join(g, { topics: [t] });
+    await fresh.until((x) => x.assigned.length === 1);
+    expect((await groupApi(stub).committed(g)).offsets).toEqual([]);
+    const d = await groupApi(stub).describe(g);
+    expect(d.partitions.map((p) => [p.committedOffset, p.lag])).toEqual([[undefined, 8n]]);
+  });
+
+  it("drops offsets of topics that vanished while the broker was down", async () => {
+    const keep = await topic(1);
+    const lost = await topic(1);
+    await fill(keep, 0, 3);
+    await fill(lost, 0, 3);
+    const g = randomTopic("grp");
+    const m = join(g, { topics: [keep, lost] });
+    await m.until((x) => x.assigned.length === 2);
+    await m.commit([
+      { topic: keep, partition: 0, offset: 2n },
+      { topic: lost, partition: 0, offset: 3n },
+    ]);
+    await m.leave();
+    stub.close();
+    s.close();
+    await broker.broker.shutdown();
+    await rm(joinPath(broker.dataDir, "topics", lost), { recursive: true });
+    broker = await broker.restart();
+    s = stubs(broker.address);
+    stub = groupStub(broker.address);
+    const got = await groupApi(stub).committed(g);
+    expect(got.offsets.map((o) => [o.topic, o.offset])).toEqual([[keep, 2n]]);
+  });
+
+  it("on a graceful shutdown asks members to commit and release before it ends their streams", async () => {
+    const t = await topic(2);
+    await fill(t, 0, 6);
+    await fill(t, 1, 6);
+    const g = randomTopic("grp");
+    const m = join(g, { topics: [t], autoRelease: false });
+    await m.until((x) => x.assigned.length === 2);
+    // Like a client: when asked to give partitions up, commit what was processed, then release.
+    let handedBack = false;
+    const handOver = m
+      .until((x) => flat(x.last?.revoking ?? []).length === 2, 10_000, "the drain's revocation")
+      .then(async () => {
+        await m.commit([
+          { topic: t, partition: 0, offset: 5n },
+          { topic: t, partition: 1, offset: 6n },
+        ]);
+        await groupApi(stub).release(g, m.memberId, m.last!.revoking, m.generation);
+        handedBack = true;
+      });
+    const stopping = broker.broker.shutdown();
+    await handOver;
+    await stopping;
+    expect(handedBack).toBe(true);
+    expect(m.error?.code).toBe(status.UNAVAILABLE);
+    stub.close();
+    s.close();
+    broker = await broker.restart();
+    s = stubs(broker.address);
+    stub = groupStub(broker.address);
+    const got = await groupApi(stub).committed(g);
+    expect(got.offsets.map((o) => o.offset)).toEqual([5n, 6n]);
   });
 });

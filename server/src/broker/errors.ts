@@ -72,3 +72,6 @@ export class GroupNotFoundError extends BrokerError {
     );
   }
 }
+
+/** A value past what the log holds (e.g. committing an offset beyond the high watermark). */
+export class BeyondHighWatermarkError extends BrokerError {}

@@ -13,10 +13,12 @@
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import {
+  BeyondHighWatermarkError,
   FailedPreconditionError,
   GroupNotFoundError,
   InvalidRequestError,
   LimitExceededError,
+  ShuttingDownError,
 } from "../broker/errors.js";
 import { validateGroupId, validateTopicName } from "../broker/topic-name.js";
 import type { TopicChange, TopicRegistry } from "../broker/topic-registry.js";
@@ -92,6 +94,9 @@ export class GroupCoordinator {
   private readonly timer: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
   private closed = false;
+  private draining = false;
+  /** performance.now() of the last session check, to notice event-loop stalls. */
+  private lastTick = performance.now();
 
   private constructor(
     private readonly options: GroupCoordinatorOptions,
@@ -109,6 +114,20 @@ export class GroupCoordinator {
       logger: options.logger.child({ component: "groups" }),
       cleanShutdown: options.cleanShutdown,
     });
+    // Offsets of topics that no longer exist (a forget that did not reach the disk before a crash)
+    // must not apply to a topic re-created under the same name.
+    const gone = new Set(
+      store
+        .groups()
+        .flatMap((g) => store.offsets(g).map((o) => o.topic))
+        .filter((t) => options.topics.get(t) === undefined),
+    );
+    try {
+      for (const topic of gone) await store.forgetTopic(topic);
+    } catch (err) {
+      await store.close().catch(() => {});
+      throw err;
+    }
     return new GroupCoordinator(options, store);
   }
 
@@ -122,6 +141,7 @@ export class GroupCoordinator {
   /** Adds a member; its sink receives its first assignment before this returns. */
   join(req: JoinRequest, sink: MemberSink): Member {
     const { config } = this.options;
+    if (this.draining) throw new ShuttingDownError();
     validateGroupId(req.groupId);
     const name = req.memberName === "" ? "member" : req.memberName;
     if (Buffer.byteLength(name) > MAX_MEMBER_NAME_BYTES) {
@@ -172,12 +192,19 @@ export class GroupCoordinator {
     return group.generation;
   }
 
-  release(groupId: string, memberId: string, partitions: readonly TopicPartition[]): void {
-    this.requireGroupWithMember(groupId, memberId).release(memberId, partitions);
+  /** `generation`: of the message that asked for the release (0 = any); see Group.release. */
+  release(
+    groupId: string,
+    memberId: string,
+    partitions: readonly TopicPartition[],
+    generation: number,
+  ): void {
+    this.requireGroupWithMember(groupId, memberId).release(memberId, partitions, generation);
   }
 
   /** Removes the member if it is there (leaving twice is not an error). */
   leave(groupId: string, memberId: string): void {
+    validateGroupId(groupId);
     const group = this.groups.get(groupId);
     if (!group?.remove(memberId, "left", "left the group")) return;
     this.logger.info({ group: groupId, member: memberId, generation: group.generation }, "member left");
@@ -194,6 +221,11 @@ export class GroupCoordinator {
     validateGroupId(groupId);
     if (offsets.length > MAX_OFFSETS_PER_COMMIT) {
       throw new InvalidRequestError(`at most ${MAX_OFFSETS_PER_COMMIT} offsets per commit`);
+    }
+    if (generation < 1) {
+      throw new InvalidRequestError(
+        "generation_id is required: commit with the generation of the latest JoinGroup message",
+      );
     }
     this.validateOffsets(offsets);
     const group = this.requireGroupWithMember(groupId, memberId);
@@ -322,9 +354,10 @@ export class GroupCoordinator {
         );
       }
       seen.add(key);
-      if (o.offset < 0n || o.offset > p.highWatermark) {
-        throw new InvalidRequestError(
-          `offset ${o.offset} for partition ${o.partition} of topic "${o.topic}" is outside 0..${p.highWatermark} (the high watermark); commit the next offset to read`,
+      if (o.offset < 0n) throw new InvalidRequestError(`offset must be >= 0, not ${o.offset}`);
+      if (o.offset > p.highWatermark) {
+        throw new BeyondHighWatermarkError(
+          `offset ${o.offset} for partition ${o.partition} of topic "${o.topic}" is past its high watermark ${p.highWatermark}; commit the next offset to read, at most the high watermark`,
         );
       }
       if (Buffer.byteLength(o.metadata) > MAX_METADATA_BYTES) {
@@ -353,8 +386,34 @@ export class GroupCoordinator {
     }
   }
 
+  /**
+   * The broker is shutting down: ask every member to commit and give up its partitions, and wait
+   * (at most `timeoutMs`) until they did, so no group redelivers what it processed. New joins are
+   * refused from now on; commits, releases and heartbeats still work.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    for (const group of this.groups.values()) group.drain();
+    const deadline = performance.now() + timeoutMs;
+    const owned = () => [...this.groups.values()].reduce((n, g) => n + g.ownedCount, 0);
+    while (owned() > 0 && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    if (owned() > 0)
+      this.logger.warn(
+        { partitions: owned() },
+        "group members did not release every partition before the drain deadline",
+      );
+  }
+
   private expireAll(): void {
+    // A stalled event loop (a long GC, a huge compaction) delays heartbeats that already arrived:
+    // the stall is ours, so it does not count against members' sessions.
+    const now = performance.now();
+    const late = now - this.lastTick - EXPIRY_TICK_MS;
+    this.lastTick = now;
     for (const [id, group] of this.groups) {
+      if (late > EXPIRY_TICK_MS) group.postpone(late);
       const before = group.generation;
       if (group.expire() > 0) {
         this.logger.warn(
@@ -370,11 +429,12 @@ export class GroupCoordinator {
     for (const group of this.groups.values()) {
       if (group.topics().has(change.topic)) group.rebalance();
     }
-    if (change.kind === "deleted") {
+    // A new topic has no history: offsets left from an earlier topic of that name are stale.
+    if (change.kind === "deleted" || change.kind === "created") {
       this.store
         .forgetTopic(change.topic)
         .catch((err) =>
-          this.logger.error({ err, topic: change.topic }, "could not forget a deleted topic's offsets"),
+          this.logger.error({ err, topic: change.topic }, "could not forget the offsets of a deleted topic"),
         );
     }
   }

@@ -68,10 +68,9 @@ export interface Member {
   readonly sink: MemberSink;
   /** Heartbeat deadline (clock ms). */
   deadline: number;
-  /** When the member must have released everything in `revoking`; undefined if nothing is. */
-  releaseDeadline: number | undefined;
   readonly owned: Set<string>;
-  readonly revoking: Set<string>;
+  /** Owned partitions it was asked to give up → when it must have released each (clock ms). */
+  readonly revoking: Map<string, number>;
 }
 
 interface Ownership {
@@ -95,6 +94,7 @@ export class Group {
   private readonly memberMap = new Map<string, Member>();
   private readonly owners = new Map<string, Ownership>();
   private target: Assignment = new Map();
+  private draining = false;
 
   constructor(
     readonly id: string,
@@ -151,9 +151,8 @@ export class Group {
       address: input.address,
       sink: input.sink,
       deadline: this.now() + input.sessionTimeoutMs,
-      releaseDeadline: undefined,
       owned: new Set(),
-      revoking: new Set(),
+      revoking: new Map(),
     };
     this.memberMap.set(member.id, member);
     this.rebalance();
@@ -168,21 +167,22 @@ export class Group {
 
   /**
    * The member gives up partitions (normally those it was asked to revoke); partitions it does not
-   * own are ignored, so a retried release is harmless. Freed partitions go to their target owners.
+   * own, or was granted again after `generation` (a release about an older ownership; 0 = any), are
+   * ignored, so a retried or late release is harmless. Freed partitions go to their target owners.
    */
-  release(memberId: string, partitions: readonly TopicPartition[]): void {
+  release(memberId: string, partitions: readonly TopicPartition[], generation = 0): void {
     const m = this.require(memberId);
     m.deadline = this.now() + m.sessionTimeoutMs; // answering is a sign of life
     let freed = false;
     for (const { topic, partition } of partitions) {
       const key = partitionKey(topic, partition);
       if (!m.owned.has(key)) continue;
+      if (generation > 0 && (this.owners.get(key)?.grantedIn ?? 0) > generation) continue;
       m.owned.delete(key);
       m.revoking.delete(key);
       this.owners.delete(key);
       freed = true;
     }
-    if (m.revoking.size === 0) m.releaseDeadline = undefined;
     if (freed) this.reconcile(new Set([m.id]));
   }
 
@@ -199,6 +199,14 @@ export class Group {
     return true;
   }
 
+  /** Moves every deadline `ms` later (the broker itself stalled for that long). */
+  postpone(ms: number): void {
+    for (const m of this.memberMap.values()) {
+      m.deadline += ms;
+      for (const [key, deadline] of m.revoking) m.revoking.set(key, deadline + ms);
+    }
+  }
+
   /** Removes members past their heartbeat or release deadline; returns how many. */
   expire(): number {
     const now = this.now();
@@ -211,7 +219,7 @@ export class Group {
           `member ${m.id} sent no heartbeat for ${m.sessionTimeoutMs} ms (its session timeout) and was removed from group "${this.id}"; join again`,
         );
         removed++;
-      } else if (m.releaseDeadline !== undefined && now > m.releaseDeadline) {
+      } else if ([...m.revoking.values()].some((deadline) => now > deadline)) {
         this.remove(
           m.id,
           "release-timeout",
@@ -229,7 +237,7 @@ export class Group {
    */
   rebalance(): void {
     this.gen++;
-    this.target = rangeAssign([...this.memberMap.values()], this.partitionCount);
+    this.target = this.draining ? new Map() : rangeAssign([...this.memberMap.values()], this.partitionCount);
     this.reconcile(new Set(this.memberMap.keys()));
   }
 
@@ -251,15 +259,13 @@ export class Group {
           this.owners.delete(key);
           notify.add(m.id);
         } else if (goal !== m.id && !m.revoking.has(key)) {
-          m.revoking.add(key);
-          m.releaseDeadline ??= now + m.sessionTimeoutMs;
+          m.revoking.set(key, now + m.sessionTimeoutMs);
           notify.add(m.id);
         } else if (goal === m.id && m.revoking.has(key)) {
           m.revoking.delete(key); // the assignment moved it back: keep it
           notify.add(m.id);
         }
       }
-      if (m.revoking.size === 0) m.releaseDeadline = undefined;
     }
     for (const [key, memberId] of wanted) {
       if (this.owners.has(key)) continue;
@@ -291,6 +297,20 @@ export class Group {
       revoking: sortPartitions(revoking),
       sessionTimeoutMs: m.sessionTimeoutMs,
     };
+  }
+
+  /**
+   * The broker is shutting down: a last rebalance asks every member to give up everything (commit
+   * and release), so the group's progress is saved before the streams end.
+   */
+  drain(): void {
+    this.draining = true;
+    this.rebalance();
+  }
+
+  /** How many partitions members own. */
+  get ownedCount(): number {
+    return this.owners.size;
   }
 
   /** Throws FailedPreconditionError unless `memberId` may commit these partitions at `generation`. */

@@ -30,12 +30,12 @@
  *   from memory, which may then hold entries whose fsync failed.
  */
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { writeFileDurably } from "../broker/durable-fs.js";
 import { BrokerError, ShuttingDownError } from "../broker/errors.js";
 import type { Clock } from "../clock.js";
 import type { Logger } from "../logger.js";
-import { type FileSystem, nodeFileSystem } from "../storage/fs.js";
+import { type FileSystem, nodeFileSystem, syncDirectory } from "../storage/fs.js";
 import { type Log, openLog } from "../storage/log.js";
 import type { LogConfig } from "../storage/log-api.js";
 import {
@@ -127,6 +127,14 @@ export class OffsetStore {
       }
     }
     const log = await openStoreLog(options, fs, logger, generation);
+    try {
+      // The entries of groups/ and of log-<n>/ must be durable before the first commit is acked.
+      await syncDirectory(fs, dirname(options.dir));
+      await syncDirectory(fs, options.dir);
+    } catch (err) {
+      await log.close().catch(noop);
+      throw err;
+    }
     const store = new OffsetStore(options, fs, logger, compactAfterBytes, log, generation);
     try {
       await store.replay();
@@ -300,7 +308,12 @@ export class OffsetStore {
     try {
       await this.fs.rm(dir);
       next = await openStoreLog(this.options, this.fs, this.logger, n);
-      for (const input of snapshotInputs(this.state.records())) next.append([input]);
+      for (const input of snapshotInputs(this.state.records())) {
+        next.append([input]);
+        // Mutations wait behind the compaction, so the state cannot change while we yield; a
+        // yield per chunk keeps a huge snapshot from stalling heartbeats and fetches.
+        await new Promise(setImmediate);
+      }
       await next.flush();
     } catch (err) {
       this.compactAt = old.sizeBytes + this.compactAfterBytes; // retry once it has grown again

@@ -44,12 +44,21 @@ export function groupServiceImplementation(ctx: RpcContext): UntypedServiceImple
   const groups = () => ctx.core.groups;
   return {
     joinGroup: (call: ServerWritableStream<JoinGroupRequest, JoinGroupResponse>) => joinGroup(ctx, call),
+    // Heartbeats, releases and commits go on while the broker drains: members are handing their
+    // partitions back (GroupCoordinator.drain).
     heartbeat: unary(ctx, (_, req: HeartbeatRequest): HeartbeatResponse => {
-      notDraining(ctx);
       return { generationId: BigInt(groups().heartbeat(req.groupId, req.memberId)) };
     }),
     releasePartitions: unary(ctx, (_, req: ReleasePartitionsRequest) => {
-      groups().release(req.groupId, req.memberId, fromTopicPartitions(req.partitions));
+      if (req.generationId < 0n || req.generationId > INT64_MAX) {
+        throw new InvalidRequestError(`generation_id ${req.generationId} is out of range`);
+      }
+      groups().release(
+        req.groupId,
+        req.memberId,
+        fromTopicPartitions(req.partitions),
+        Number(req.generationId),
+      );
       return {};
     }),
     leaveGroup: unary(ctx, (_, req: LeaveGroupRequest) => {
@@ -57,7 +66,6 @@ export function groupServiceImplementation(ctx: RpcContext): UntypedServiceImple
       return {};
     }),
     commitOffsets: unary(ctx, async (_, req: CommitOffsetsRequest) => {
-      notDraining(ctx);
       if (req.generationId > INT64_MAX || req.generationId < 0n) {
         throw new InvalidRequestError(`generation_id ${req.generationId} is out of range`);
       }

@@ -2,7 +2,8 @@
  * The gRPC server: binds, registers every service, and drains gracefully.
  *
  * Shutdown order (each step bounded by shutdown.timeout.ms in total):
- * 1. health → NOT_SERVING, and new Produce/Fetch calls are refused with UNAVAILABLE;
+ * 1. health → NOT_SERVING, and new Produce/Fetch/JoinGroup calls are refused with UNAVAILABLE;
+ *    group members are asked to commit and give up their partitions, and get a bounded time to;
  * 2. stop accepting connections and calls (tryShutdown) and end following Fetch streams with
  *    UNAVAILABLE (they never finish on their own);
  * 3. wait for the calls in progress (produces finishing their appends and fsyncs), up to the
@@ -26,6 +27,9 @@ import { logServiceDefinition, logServiceImplementation } from "./log-service.js
 import { addReflection } from "./reflection.js";
 
 const MAX_BATCH_BYTES_BOUND = SETTINGS.find((s) => s.key === "max.batch.bytes")!.max!;
+
+/** At most this long of a drain goes to group members committing and releasing their partitions. */
+const GROUP_DRAIN_MS = 5000;
 
 /** After in-flight calls ended, how long sessions get to flush final statuses before they are cut. */
 const STATUS_GRACE_MS = 1000;
@@ -86,6 +90,8 @@ export async function startRpcServer(core: BrokerCore, logger: Logger): Promise<
       const deadline = Date.now() + timeoutMs;
       context.draining = true;
       health.setAll("NOT_SERVING");
+      // Group members commit and hand back their partitions while the server still takes calls.
+      await core.groups.drain(Math.min(GROUP_DRAIN_MS, timeoutMs / 2));
       // No new connections or calls; calls in progress go on. Resolves once every session closed.
       const closed = new Promise<"closed">((resolve) => server.tryShutdown(() => resolve("closed")));
       for (const s of [...context.streams]) s.drain();

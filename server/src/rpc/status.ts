@@ -5,6 +5,7 @@
  */
 import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import {
+  BeyondHighWatermarkError,
   BrokerError,
   FailedPreconditionError,
   GroupNotFoundError,
@@ -39,6 +40,7 @@ export function statusOf(err: unknown): RpcStatus {
   ) {
     return { code: status.NOT_FOUND, message: err.message };
   }
+  if (err instanceof BeyondHighWatermarkError) return { code: status.OUT_OF_RANGE, message: err.message };
   if (err instanceof FailedPreconditionError)
     return { code: status.FAILED_PRECONDITION, message: err.message };
   if (err instanceof TopicExistsError) return { code: status.ALREADY_EXISTS, message: err.message };

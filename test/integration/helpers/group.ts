@@ -34,8 +34,8 @@ export function groupApi(stub: GroupServiceClient) {
     deleteGroup: (groupId: string) => call((cb) => stub.deleteGroup({ groupId }, cb)),
     reset: (r: ResetOffsetsRequest) => call<ResetOffsetsResponse>((cb) => stub.resetOffsets(r, cb)),
     heartbeat: (groupId: string, memberId: string) => call((cb) => stub.heartbeat({ groupId, memberId }, cb)),
-    release: (groupId: string, memberId: string, partitions: TopicPartitions[]) =>
-      call((cb) => stub.releasePartitions({ groupId, memberId, partitions }, cb)),
+    release: (groupId: string, memberId: string, partitions: TopicPartitions[], generationId = 0n) =>
+      call((cb) => stub.releasePartitions({ groupId, memberId, partitions, generationId }, cb)),
     leave: (groupId: string, memberId: string) => call((cb) => stub.leaveGroup({ groupId, memberId }, cb)),
   };
 }
@@ -86,7 +86,7 @@ export class RawMember {
         }, m.heartbeatIntervalMs);
       }
       if ((options.autoRelease ?? true) && m.revoking.length > 0) {
-        this.api.release(groupId, m.memberId, m.revoking).catch(() => {});
+        this.api.release(groupId, m.memberId, m.revoking, m.generationId).catch(() => {});
       }
       this.wake();
     });

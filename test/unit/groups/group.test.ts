@@ -233,4 +233,68 @@ describe("group membership", () => {
     for (let i = 0; i < 10; i++) s.settle();
     expect(s.group.state).toBe(alive.length > 0 ? "stable" : "empty");
   });
+
+  it("ignores a late release about an older period of ownership", () => {
+    const s = setup({ t: 2 });
+    s.join("a");
+    s.join("b"); // a is asked to give up t/1
+    const askedIn = s.last("a").generation;
+    s.group.release("a", [{ topic: "t", partition: 1 }], askedIn);
+    expect(s.group.ownerOf("t", 1)).toBe("b");
+    s.group.remove("b", "left", "bye"); // t/1 is granted to a again, in a later generation
+    expect(s.group.ownerOf("t", 1)).toBe("a");
+    s.join("c"); // and a is asked to give it up once more
+    expect(keys(s.last("a").revoking)).toEqual(["t/1"]);
+    // A retry of the first release (its answer was lost) arrives only now. It is about the old
+    // ownership: a has not committed t/1 for this one yet, so it keeps it until it answers.
+    s.group.release("a", [{ topic: "t", partition: 1 }], askedIn);
+    expect(s.group.ownerOf("t", 1)).toBe("a");
+    s.group.release("a", [{ topic: "t", partition: 1 }], s.last("a").generation);
+    expect(s.group.ownerOf("t", 1)).toBe("c");
+  });
+
+  it("gives every revoked partition its own release deadline", () => {
+    const s = setup({ t: 3, u: 3 });
+    s.join("a", ["t", "u"], 1000);
+    s.join("b", ["t"], 1000); // a must give up part of t now
+    s.advance(900);
+    s.group.heartbeat("a");
+    s.group.heartbeat("b");
+    s.join("c", ["u"], 1000); // and part of u, 900 ms later
+    const tRevoked = s.last("a").revoking.filter((p) => p.topic === "t");
+    s.group.release("a", tRevoked);
+    s.advance(400); // 1300 ms after the first request, 400 ms after the second
+    s.group.heartbeat("a");
+    s.group.heartbeat("b");
+    s.group.heartbeat("c");
+    expect(s.group.expire()).toBe(0);
+    expect(s.ended.has("a")).toBe(false);
+    s.advance(700);
+    s.group.heartbeat("a");
+    expect(s.group.expire()).toBeGreaterThanOrEqual(1);
+    expect(s.ended.get("a")).toBe("release-timeout");
+  });
+
+  it("postpones every deadline when the broker itself stalled", () => {
+    const s = setup({ t: 1 });
+    s.join("a", ["t"], 1000);
+    s.advance(1500);
+    s.group.postpone(1000);
+    expect(s.group.expire()).toBe(0);
+    s.advance(600);
+    expect(s.group.expire()).toBe(1);
+  });
+
+  it("on drain asks every member to give up everything and grants nothing more", () => {
+    const s = setup({ t: 4 });
+    s.join("a");
+    s.join("b");
+    s.settle();
+    s.group.drain();
+    expect(keys(s.last("a").revoking)).toEqual(s.owned("a"));
+    expect(keys(s.last("b").revoking)).toEqual(s.owned("b"));
+    s.settle();
+    expect(s.group.ownedCount).toBe(0);
+    expect(s.owned("a")).toEqual([]);
+  });
 });
