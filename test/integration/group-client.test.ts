@@ -365,6 +365,60 @@ describe("client > group subscription", () => {
     await sub.close();
   });
 
+  it("keeps reading the other topics when one subscribed topic is deleted", async () => {
+    // Ensures a deleted topic stops only its own partitions (their Fetch streams end with NOT_FOUND,
+    // usually before the rebalance message): the iterator does not throw, the other topic keeps
+    // being delivered and committed, and the deleted partitions are reported revoked.
+    const gone = await createTopic(2);
+    const kept = await createTopic(1);
+    await produce(gone, 2, 2);
+    await produce(kept, 1, 2);
+    const holders = new Holders();
+    const sub = client()
+      .consumer()
+      .subscribe({ group: "deleted", topics: [gone, kept], autoCommitIntervalMs: 50, ...holders.watch("x") });
+    const r = collect(sub);
+    let failure: unknown;
+    r.done.catch((e: unknown) => {
+      failure = e;
+    });
+    const ok = (cond: () => boolean) => () => {
+      if (failure !== undefined) throw failure;
+      return cond();
+    };
+    await until(
+      "6 read",
+      ok(() => r.records.length >= 6),
+    );
+    await client().admin().deleteTopic(gone);
+    await until(
+      "the deleted topic's partitions revoked",
+      ok(() => holders.of("x").length === 1),
+    );
+    expect(holders.of("x")).toEqual([`${kept}/0`]);
+    for (let i = 0; i < 3; i++) {
+      await produce(kept, 1, 1, 2 + i);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    await until(
+      "the kept topic's new records read",
+      ok(() => r.records.filter((x) => x.topic === kept).length >= 5),
+    );
+    expect(r.records.filter((x) => x.topic === kept).map(textOf)).toEqual([
+      "p0-0",
+      "p0-1",
+      "p0-2",
+      "p0-3",
+      "p0-4",
+    ]);
+    expect(sub.assignment()).toEqual([{ topic: kept, partition: 0 }]);
+    await sub.close();
+    await r.done; // no TopicNotFoundError
+    expect(failure).toBeUndefined();
+    expect((await committed("deleted")).get(`${kept}/0`)).toBe(5n);
+    expect(holders.violations).toEqual([]);
+  });
+
   it("waits for the record in hand before giving up its partition", async () => {
     // Ensures a revocation of the partition whose record the application is processing happens
     // only when it asks for the next record, and that record then counts as processed.

@@ -11,16 +11,27 @@
  *   id, member name or session timeout; RESOURCE_EXHAUSTED: the group is full; UNIMPLEMENTED: a
  *   broker without groups; an authentication failure), or the very first join failed with retriable
  *   errors for longer than the bounded retry allows (like a plain consumer's start, so a missing
- *   broker is reported instead of waited for). Nothing follows a fatal event.
+ *   broker is reported instead of waited for). Nothing follows a fatal event. A NOT_FOUND always
+ *   names the missing topic (the broker's message does; otherwise the subscribed topics are listed)
+ *   and, on a rejoin, says that a subscribed topic was deleted since the member first joined.
  *
  * Heartbeats go every `heartbeat_interval_ms` the broker asked for, one at a time. A heartbeat that
  * fails otherwise (UNAVAILABLE, a deadline) is only logged: the stream tells when the broker is gone.
+ * `release()` sends ReleasePartitions; the broker treats it as idempotent, so a retriable failure
+ * (UNAVAILABLE, a deadline) is retried with backoff while the membership lasts, for at most its
+ * session timeout (past that the broker removes the member anyway, which ends the membership).
  * `leave()` sends LeaveGroup (confirmed: the broker has reassigned the member's partitions when it
  * resolves), then cancels the stream; `stop()` only cancels. After either, no event is reported.
  */
 import type { ClientReadableStream, StatusObject } from "@grpc/grpc-js";
 import { type Connection, unaryCall } from "../connection.js";
-import { BrokerUnavailableError, Code, fromGrpcError, type RillError } from "../errors.js";
+import {
+  BrokerUnavailableError,
+  Code,
+  fromGrpcError,
+  type RillError,
+  TopicNotFoundError,
+} from "../errors.js";
 import type {
   HeartbeatRequest,
   HeartbeatResponse,
@@ -28,9 +39,12 @@ import type {
   JoinGroupResponse,
   LeaveGroupRequest,
   LeaveGroupResponse,
+  ReleasePartitionsRequest,
+  ReleasePartitionsResponse,
+  TopicPartitions,
 } from "../gen/rill/v1/group.js";
 import type { Logger } from "../logger.js";
-import { backoffDelay, type RetryOptions } from "../retry.js";
+import { backoffDelay, type RetryOptions, sleep } from "../retry.js";
 
 /** Who joins what. */
 export interface MembershipOptions {
@@ -71,8 +85,12 @@ interface Stream {
   call: ClientReadableStream<JoinGroupResponse>;
   memberId: string | undefined;
   generation: bigint | undefined;
+  /** The session timeout in force (0 until the first message). */
+  sessionTimeoutMs: number;
   heartbeatIntervalMs: number;
   heartbeatTimer: NodeJS.Timeout | undefined;
+  /** Aborted when the stream ends or the membership stops (ends release retries). */
+  ended: AbortController;
 }
 
 /** The membership of one member in one group; see the file header. */
@@ -125,8 +143,10 @@ export class GroupMembership {
       call,
       memberId: undefined,
       generation: undefined,
+      sessionTimeoutMs: 0,
       heartbeatIntervalMs: 0,
       heartbeatTimer: undefined,
+      ended: new AbortController(),
     };
     this.stream = stream;
     call.on("data", (response: JoinGroupResponse) => this.onMessage(stream, response));
@@ -143,6 +163,7 @@ export class GroupMembership {
     const first = stream.memberId === undefined;
     stream.memberId = response.memberId;
     stream.generation = response.generationId;
+    stream.sessionTimeoutMs = response.sessionTimeoutMs;
     this.failures = 0;
     this.joinedOnce = true;
     if (first) {
@@ -165,10 +186,11 @@ export class GroupMembership {
     if (this.stopped || this.stream !== stream) return;
     this.stream = undefined;
     clearTimeout(stream.heartbeatTimer);
+    stream.ended.abort();
     stream.call.cancel();
     const joined = stream.memberId !== undefined;
     if (FATAL_JOIN_CODES.has(error.code)) {
-      this.fail(error);
+      this.fail(this.joinError(error));
       return;
     }
     this.failures++;
@@ -205,6 +227,20 @@ export class GroupMembership {
     if (joined) this.handlers.lost(error);
     // `lost` may have stopped the membership (the subscription closing).
     if (!this.stopped) this.rejoinTimer = setTimeout(() => this.join(), delay);
+  }
+
+  /** A NOT_FOUND from JoinGroup, worded to name the topic (see the file header). */
+  private joinError(error: RillError): RillError {
+    if (error.code !== Code.NOT_FOUND) return error;
+    const { groupId, topics } = this.options;
+    const named = topics.some((t) => error.message.includes(`"${t}"`));
+    const detail = named
+      ? error.message
+      : `${error.message} (subscribed topics: ${topics.map((t) => JSON.stringify(t)).join(", ")})`;
+    const message = this.joinedOnce
+      ? `rejoining group "${groupId}" failed: ${detail}; a subscribed topic was deleted since this member joined: subscribe again without it`
+      : `joining group "${groupId}" failed: ${detail}`;
+    return new TopicNotFoundError(message, { cause: error, metadata: error.metadata });
   }
 
   private fail(error: RillError): void {
@@ -263,6 +299,77 @@ export class GroupMembership {
   }
 
   /**
+   * Gives up `partitions`, asked for by the message of `generation` (ReleasePartitions). Retries a
+   * retriable failure with backoff while this membership lasts, for at most its session timeout;
+   * logs what it gives up on. Resolves when released, given up, or `signal` aborts; never rejects.
+   */
+  async release(
+    partitions: readonly TopicPartitions[],
+    generation: bigint,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const stream = this.stream;
+    const memberId = stream?.memberId;
+    if (!stream || memberId === undefined || partitions.length === 0 || this.stopped) return;
+    const request: ReleasePartitionsRequest = {
+      groupId: this.options.groupId,
+      memberId,
+      partitions: [...partitions],
+      generationId: generation,
+    };
+    const bound = stream.sessionTimeoutMs > 0 ? stream.sessionTimeoutMs : this.ctx.retry.maxElapsedMs;
+    const deadline = Date.now() + bound;
+    // Stops when the membership ends or the caller aborts (AbortSignal.any needs Node 20.3).
+    const stopper = new AbortController();
+    const stop = stopper.signal;
+    const onStop = (): void => stopper.abort();
+    for (const s of [signal, stream.ended.signal]) {
+      if (s?.aborted) return;
+      s?.addEventListener("abort", onStop, { once: true });
+    }
+    try {
+      await this.releaseWithRetry(request, deadline, stop);
+    } finally {
+      signal?.removeEventListener("abort", onStop);
+      stream.ended.signal.removeEventListener("abort", onStop);
+    }
+  }
+
+  private async releaseWithRetry(
+    request: ReleasePartitionsRequest,
+    deadline: number,
+    stop: AbortSignal,
+  ): Promise<void> {
+    const { groupId, memberId } = request;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await unaryCall<ReleasePartitionsRequest, ReleasePartitionsResponse>(
+          (req, md, opts, cb) => this.ctx.connection.group.releasePartitions(req, md, opts, cb),
+          request,
+          this.ctx.connection.metadata(),
+          Math.max(1, Math.min(this.ctx.requestTimeoutMs, deadline - Date.now())),
+        );
+        return;
+      } catch (e) {
+        if (stop.aborted) return; // the membership ended: nothing of it is left to release
+        const err = fromGrpcError(e);
+        const delay = backoffDelay(attempt, this.ctx.retry);
+        const fields = { group: groupId, memberId, attempt, error: err.message, code: err.codeName };
+        if (!err.retriable || Date.now() + delay > deadline) {
+          this.ctx.logger.warn("releasing partitions failed", fields);
+          return;
+        }
+        this.ctx.logger.warn("releasing partitions failed, retrying", { ...fields, delayMs: delay });
+        try {
+          await sleep(delay, stop);
+        } catch {
+          return;
+        }
+      }
+    }
+  }
+
+  /**
    * Leaves the group: LeaveGroup (the broker reassigns before answering; a failure is logged), then
    * the stream is cancelled. Nothing is reported afterwards.
    */
@@ -303,7 +410,10 @@ export class GroupMembership {
     clearTimeout(this.rejoinTimer);
     this.rejoinTimer = undefined;
     const stream = this.stream;
-    if (stream) clearTimeout(stream.heartbeatTimer);
+    if (stream) {
+      clearTimeout(stream.heartbeatTimer);
+      stream.ended.abort();
+    }
     // Keep `stream` readable (memberId) until leave() is done with it; handlers check `stopped`.
   }
 }

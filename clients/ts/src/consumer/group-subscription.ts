@@ -11,12 +11,12 @@
  * await sub.close();                    // commits, leaves the group (idempotent)
  * ```
  *
- * Options: `group` and `topics` (required); `from` ("earliest", the default, or "latest") for
- * partitions the group never committed, and when a committed offset is out of range (logged as a
- * warning); `memberName` (default `${hostname}-${pid}`); `sessionTimeoutMs` (default: the broker's);
- * `autoCommitIntervalMs` (default 5000, 0 = commit only on revoke, close and `commit()`);
- * `maxBytes`; `signal` (aborting it is `close()`); `onAssigned` / `onRevoked` (the same as
- * `sub.on("assigned" | "revoked", ...)`). `sub.assignment()` lists the partitions owned now;
+ * Options (subscribe-options.ts): `group` and `topics` (required); `from` ("earliest", the default,
+ * or "latest") for partitions the group never committed, and when a committed offset is out of range
+ * (logged as a warning); `memberName` (default `${hostname}-${pid}`); `sessionTimeoutMs` (default:
+ * the broker's); `autoCommitIntervalMs` (default 5000, 0 = commit only on revoke, close and
+ * `commit()`); `maxBytes`; `signal` (aborting it is `close()`); `onAssigned` / `onRevoked` (the same
+ * as `sub.on("assigned" | "revoked", ...)`). `sub.assignment()` lists the partitions owned now;
  * `sub.memberId` and `sub.generation` are those of the current membership (undefined between
  * memberships). A subscription is iterated once.
  *
@@ -26,13 +26,17 @@
  * so it cannot tell them apart; at-least-once wins); leaving the loop closes the subscription. The
  * committed offset of a partition is one past its last processed record. Commits happen every
  * `autoCommitIntervalMs` (only partitions whose processed offset moved), when a partition is
- * revoked, on `close()`, and on `commit()`. A commit refused with FAILED_PRECONDITION (the member is
- * gone, or its generation is stale) is logged, never thrown from the iterator; `commit()` itself
- * rejects with the error. A partition started from "latest" without a committed offset counts as
- * processed up to where it started, so the group keeps that starting point.
+ * revoked (only the revoked partitions), on `close()`, and on `commit()`. A commit refused with
+ * FAILED_PRECONDITION (the member is gone, or its generation is stale) is logged, never thrown from
+ * the iterator; `commit()` itself rejects with the error. A partition started from "latest" without
+ * a committed offset counts as processed up to where it started, so the group keeps that starting
+ * point. Start lookups and commits live in group-offsets.ts.
  *
- * The membership protocol (proto/rill/v1/group.proto; the stream and heartbeats live in
- * group-membership.ts):
+ * The membership protocol (proto/rill/v1/group.proto; the stream, heartbeats and ReleasePartitions
+ * live in group-membership.ts):
+ * - Every JoinGroup message is the member's full assignment, so only the newest matters: messages
+ *   are applied one at a time, and those arriving while one is applied are coalesced (only the
+ *   latest is applied next). What a message changes is computed by group-partitions.ts.
  * - Assigned partitions: "assigned" is emitted first, then each is fetched (following, forever,
  *   with the plain consumer's resume/backoff: partition-fetcher.ts) from the group's committed
  *   offset (FetchCommittedOffsets), or from `from`.
@@ -40,8 +44,17 @@
  *   at once if the application is waiting in `next()`, has not started iterating, or holds a record
  *   of another partition; otherwise at the start of its next `next()` — their fetches stop, their
  *   queued records are dropped, their processed offsets are committed, "revoked" is emitted and only
- *   then ReleasePartitions is sent. So, reading the events of all members, no partition ever has two
- *   holders: "revoked" precedes the release that lets the broker hand the partition on.
+ *   then ReleasePartitions is sent, naming the generation of the message that asked (the broker
+ *   keeps a partition granted again after it). So, reading the events of all members, no partition
+ *   ever has two holders: "revoked" precedes the release that lets the broker hand the partition on.
+ *   A failed release is retried while the membership lasts (bounded by the session timeout).
+ * - Partitions a message no longer lists, without a revocation (their topic was deleted): stopped
+ *   and dropped, "revoked" is emitted, nothing is committed or released.
+ * - A deleted topic: its fetches end with NOT_FOUND, usually before the broker's message drops its
+ *   partitions. Each such partition stops quietly (logged as a warning): its queued records and its
+ *   processed offset are dropped, the rest of the subscription goes on, and the broker's next
+ *   message drops it as above. (A newer generation that still assigns it, e.g. the topic was
+ *   re-created, starts it afresh.)
  * - Membership lost (the JoinGroup stream ended or failed: broker restart, UNAVAILABLE,
  *   FAILED_PRECONDITION = removed after the session timeout): every fetch stops, queued records are
  *   dropped, "revoked" is emitted for everything (without a commit: this member no longer owns them)
@@ -49,10 +62,11 @@
  *   member removed for missing its session timeout may learn it after the broker has handed its
  *   partitions on: the single-holder guarantee of the events covers revocations and `close()`, not
  *   a member the broker gave up on (keep processing a record shorter than the session timeout).
- * - NOT_FOUND (a topic does not exist), INVALID_ARGUMENT, RESOURCE_EXHAUSTED (the group is full)
- *   and UNIMPLEMENTED from JoinGroup, a first join that keeps
- *   failing for longer than the client's bounded retry, and non-retriable fetch errors close the
- *   subscription and are thrown from the iterator.
+ * - NOT_FOUND (a topic does not exist; on a rejoin: a subscribed topic was deleted, and the error
+ *   names it), INVALID_ARGUMENT, RESOURCE_EXHAUSTED (the group is full) and UNIMPLEMENTED from
+ *   JoinGroup, a first join that keeps failing for longer than the client's bounded retry, and
+ *   non-retriable fetch errors other than NOT_FOUND close the subscription and are thrown from the
+ *   iterator.
  * - `close()`: stops the fetches, commits what was processed, emits "revoked", sends LeaveGroup
  *   (confirmed: when `close()` resolves the broker has reassigned the partitions), cancels the
  *   stream and timers, and ends the iteration (a pending `next()` resolves done once the close is
@@ -62,80 +76,33 @@
  * for the application, across all partitions; a partition's fetch waits for room.
  */
 import { hostname } from "node:os";
-import { unaryCall } from "../connection.js";
-import { Code, fromGrpcError, InvalidArgumentError, type RillError } from "../errors.js";
-import type {
-  CommitOffsetsRequest,
-  CommitOffsetsResponse,
-  FetchCommittedOffsetsRequest,
-  FetchCommittedOffsetsResponse,
-  ReleasePartitionsRequest,
-  ReleasePartitionsResponse,
-  TopicPartitions,
-} from "../gen/rill/v1/group.js";
-import { type ListOffsetsRequest, type ListOffsetsResponse, OffsetPosition } from "../gen/rill/v1/log.js";
+import { Code, fromGrpcError, InvalidArgumentError, RillError } from "../errors.js";
+import type { JoinGroupResponse } from "../gen/rill/v1/group.js";
+import { OffsetPosition } from "../gen/rill/v1/log.js";
 import type { Logger } from "../logger.js";
 import type { ConsumedRecord } from "../records.js";
-import { type RetryOptions, resolveRetryOptions, retry } from "../retry.js";
+import { type RetryOptions, resolveRetryOptions } from "../retry.js";
 import type { ConsumedBatch, ConsumerContext, ConsumerOptions } from "./consumer.js";
 import { GroupMembership } from "./group-membership.js";
+import { GroupOffsets } from "./group-offsets.js";
+import {
+  byTopicPartition,
+  newPartitionState,
+  type PartitionState,
+  planAssignment,
+  type TopicPartition,
+  toWire,
+} from "./group-partitions.js";
 import { BoundedQueue, END, type FetchStart, PartitionFetcher } from "./partition-fetcher.js";
+import {
+  type PartitionsListener,
+  type SubscribeOptions,
+  type SubscriptionEvent,
+  validateSubscribeOptions,
+} from "./subscribe-options.js";
 
-/** One partition of one topic. */
-export interface TopicPartition {
-  topic: string;
-  partition: number;
-}
-
-/** What `consumer.subscribe` joins and how (see the file header). */
-export interface SubscribeOptions {
-  /** The group: 1-249 characters of [A-Za-z0-9._-], not "." or "..". */
-  group: string;
-  /** The topics to read; at least one, each must exist. */
-  topics: readonly string[];
-  /** Where partitions without a committed offset start (default "earliest"). */
-  from?: "earliest" | "latest" | undefined;
-  /** Shown by DescribeGroup (default `${hostname}-${pid}`). */
-  memberName?: string | undefined;
-  /** The member's session timeout (default: the broker's group.session.timeout.ms). */
-  sessionTimeoutMs?: number | undefined;
-  /** How often processed offsets are committed (default 5000; 0: only on revoke, close, commit()). */
-  autoCommitIntervalMs?: number | undefined;
-  /** Upper bound on one Fetch response's batch bytes (default: the consumer's, else the broker's). */
-  maxBytes?: number | undefined;
-  /** Aborting it closes the subscription (see `close()`). */
-  signal?: AbortSignal | undefined;
-  /** Called with partitions granted to this member, before they are fetched. */
-  onAssigned?: ((partitions: TopicPartition[]) => void) | undefined;
-  /** Called with partitions taken from this member, before they are released. */
-  onRevoked?: ((partitions: TopicPartition[]) => void) | undefined;
-}
-
-/** The events of a subscription. */
-export type SubscriptionEvent = "assigned" | "revoked";
-
-/** Listener of "assigned" and "revoked". */
-export type PartitionsListener = (partitions: TopicPartition[]) => void;
-
-/** One owned partition. A new state is made each time the partition is granted. */
-interface PartitionState {
-  readonly key: string;
-  readonly topic: string;
-  readonly partition: number;
-  fetcher: PartitionFetcher | undefined;
-  /** Fetching stopped for good (revoked, lost, closed). */
-  stopped: boolean;
-  /** The broker listed it under `revoking`. */
-  revokeRequested: boolean;
-  /** The revocation (commit, "revoked", release) is under way. */
-  releasing: boolean;
-  /** "revoked" was emitted for it. */
-  revokedEmitted: boolean;
-  /** One past the last processed record. */
-  processed: bigint | undefined;
-  /** What the group has committed for it, as far as this member knows. */
-  committed: bigint | undefined;
-}
+export type { TopicPartition } from "./group-partitions.js";
+export type { PartitionsListener, SubscribeOptions, SubscriptionEvent } from "./subscribe-options.js";
 
 interface QueuedBatch {
   batch: ConsumedBatch;
@@ -143,86 +110,15 @@ interface QueuedBatch {
 }
 
 const DEFAULT_AUTO_COMMIT_MS = 5_000;
-const INT32_MAX = 2 ** 31 - 1;
-const GROUP_ID = /^[A-Za-z0-9._-]{1,249}$/;
-
-function keyOf(topic: string, partition: number): string {
-  return `${topic}\u0000${partition}`;
-}
-
-function byTopicPartition(a: TopicPartition, b: TopicPartition): number {
-  return a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition;
-}
-
-/** TopicPartitions on the wire → key → TopicPartition. */
-function flatten(list: readonly TopicPartitions[]): Map<string, TopicPartition> {
-  const out = new Map<string, TopicPartition>();
-  for (const tp of list)
-    for (const p of tp.partitions) out.set(keyOf(tp.topic, p), { topic: tp.topic, partition: p });
-  return out;
-}
-
-/** TopicPartition list → TopicPartitions on the wire. */
-function group(list: readonly TopicPartition[]): TopicPartitions[] {
-  const byTopic = new Map<string, number[]>();
-  for (const tp of [...list].sort(byTopicPartition)) {
-    const ps = byTopic.get(tp.topic) ?? [];
-    ps.push(tp.partition);
-    byTopic.set(tp.topic, ps);
-  }
-  return [...byTopic].map(([topic, partitions]) => ({ topic, partitions }));
-}
-
-function validate(options: SubscribeOptions): void {
-  const g = options?.group;
-  if (typeof g !== "string" || !GROUP_ID.test(g) || g === "." || g === "..") {
-    throw new InvalidArgumentError(
-      `subscribe: invalid group id ${JSON.stringify(g)}: use 1-249 characters of [A-Za-z0-9._-], not "." or ".."`,
-    );
-  }
-  if (!Array.isArray(options.topics) || options.topics.length === 0) {
-    throw new InvalidArgumentError("subscribe: topics must be a non-empty array of topic names");
-  }
-  for (const t of options.topics) {
-    if (typeof t !== "string" || t.length === 0) {
-      throw new InvalidArgumentError(
-        `subscribe: topic names must be non-empty strings, got ${JSON.stringify(t)}`,
-      );
-    }
-  }
-  if (options.from !== undefined && options.from !== "earliest" && options.from !== "latest") {
-    throw new InvalidArgumentError(
-      `subscribe: from must be "earliest" or "latest", got ${String(options.from)}`,
-    );
-  }
-  const name = options.memberName;
-  if (name !== undefined && (typeof name !== "string" || Buffer.byteLength(name) > 255)) {
-    throw new InvalidArgumentError("subscribe: memberName must be a string of at most 255 bytes");
-  }
-  const st = options.sessionTimeoutMs;
-  if (st !== undefined && !(Number.isInteger(st) && st >= 0 && st <= INT32_MAX)) {
-    throw new InvalidArgumentError(`subscribe: sessionTimeoutMs must be a non-negative integer, got ${st}`);
-  }
-  const ac = options.autoCommitIntervalMs;
-  if (ac !== undefined && !(Number.isInteger(ac) && ac >= 0 && ac <= INT32_MAX)) {
-    throw new InvalidArgumentError(
-      `subscribe: autoCommitIntervalMs must be a non-negative integer, got ${ac}`,
-    );
-  }
-  const mb = options.maxBytes;
-  if (mb !== undefined && !(Number.isInteger(mb) && mb >= 0 && mb <= 0xffffffff)) {
-    throw new InvalidArgumentError(`subscribe: maxBytes must be a non-negative integer, got ${mb}`);
-  }
-}
 
 /** A group subscription; made by `consumer.subscribe(options)` (see the file header). */
 export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
   private readonly log: Logger;
   private readonly retryOptions: RetryOptions;
   private readonly groupId: string;
-  private readonly topics: string[];
   private readonly from: "earliest" | "latest";
   private readonly membership: GroupMembership;
+  private readonly offsets: GroupOffsets;
   private readonly queue: BoundedQueue<QueuedBatch>;
   private readonly owned = new Map<string, PartitionState>();
   private readonly listeners: Record<SubscriptionEvent, Set<PartitionsListener>> = {
@@ -234,8 +130,8 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
   private epochController = new AbortController();
   /** Membership changes, revocations and the close run one at a time, in order. */
   private chain: Promise<void> = Promise.resolve();
-  /** Commits run one at a time, so what each leaves in `committed` is the latest. */
-  private commitChain: Promise<void> = Promise.resolve();
+  /** The newest JoinGroup message not yet applied (an apply task is queued while it is set). */
+  private pendingMessage: { response: JoinGroupResponse; epoch: number } | undefined;
   private nextChain: Promise<unknown> = Promise.resolve();
   /** The batch being handed out and the index of its next record. */
   private current: { item: QueuedBatch; index: number } | undefined;
@@ -248,6 +144,9 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
   private failure: RillError | undefined;
   private failureThrown = false;
   private readonly onAbort = (): void => void this.close();
+  /** Whether a state may still be committed: owned, and its partition not gone. */
+  private readonly committable = (s: PartitionState): boolean =>
+    this.owned.get(s.key) === s && s.goneIn === undefined;
 
   constructor(
     private readonly ctx: ConsumerContext,
@@ -255,11 +154,10 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
     private readonly consumerOptions: ConsumerOptions,
     private readonly onClose?: () => void,
   ) {
-    validate(options);
+    validateSubscribeOptions(options);
     this.log = ctx.logger.child("consumer").child("group");
     this.retryOptions = resolveRetryOptions({ ...ctx.retry, ...consumerOptions.retry });
     this.groupId = options.group;
-    this.topics = [...new Set(options.topics)];
     this.from = options.from ?? "earliest";
     this.queue = new BoundedQueue(consumerOptions.maxQueuedBatches ?? 16);
     if (options.onAssigned) this.listeners.assigned.add(options.onAssigned);
@@ -274,18 +172,23 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
       {
         groupId: this.groupId,
         memberName: options.memberName ?? `${hostname()}-${process.pid}`,
-        topics: this.topics,
+        topics: [...new Set(options.topics)],
         sessionTimeoutMs: options.sessionTimeoutMs ?? 0,
       },
       {
-        message: (response) => {
-          const epoch = this.epoch;
-          void this.enqueue(() => this.applyAssignment(response.assigned, response.revoking, epoch));
-        },
+        message: (response) => this.onMessage(response),
         lost: (error) => this.loseAll(error),
         fatal: (error) => this.fail(error),
       },
     );
+    this.offsets = new GroupOffsets({
+      ctx,
+      logger: this.log,
+      retry: this.retryOptions,
+      groupId: this.groupId,
+      from: this.from,
+      member: () => ({ memberId: this.membership.memberId, generation: this.membership.generation }),
+    });
     if (options.signal?.aborted) {
       void this.close();
       return;
@@ -294,7 +197,9 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
     const interval = options.autoCommitIntervalMs ?? DEFAULT_AUTO_COMMIT_MS;
     if (interval > 0) {
       this.autoCommitTimer = setInterval(() => {
-        this.commitStates([...this.owned.values()]).catch((e: unknown) => this.logCommitFailure(e, "auto"));
+        this.offsets
+          .commit([...this.owned.values()], this.committable)
+          .catch((e: unknown) => this.offsets.logCommitFailure(e, "auto"));
       }, interval);
       this.autoCommitTimer.unref();
     }
@@ -340,7 +245,7 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
 
   /** Commits the processed offsets of the owned partitions now; rejects if the broker refuses. */
   async commit(): Promise<void> {
-    await this.commitStates([...this.owned.values()]);
+    await this.offsets.commit([...this.owned.values()], this.committable);
   }
 
   /** Commits what was processed, leaves the group and ends the iteration (see the file header). */
@@ -367,7 +272,7 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
     // The application came back: the record it was given is processed.
     const held = this.held;
     this.held = undefined;
-    if (held && this.owned.get(held.state.key) === held.state) held.state.processed = held.record.offset + 1n;
+    if (held && this.committable(held.state)) held.state.processed = held.record.offset + 1n;
     const result = this.nextChain.then(() => this.nextRecord());
     this.nextChain = result.catch(() => {});
     return result;
@@ -415,57 +320,47 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
     return run;
   }
 
+  /** A JoinGroup message: apply it after the work queued before, unless a newer one comes first. */
+  private onMessage(response: JoinGroupResponse): void {
+    const scheduled = this.pendingMessage !== undefined;
+    this.pendingMessage = { response, epoch: this.epoch };
+    if (scheduled) return; // the queued apply task will take this newer one
+    void this.enqueue(async () => {
+      const pending = this.pendingMessage;
+      this.pendingMessage = undefined;
+      if (pending) await this.applyAssignment(pending.response, pending.epoch);
+    });
+  }
+
   /** Applies one JoinGroup message (the member's full assignment). */
-  private async applyAssignment(
-    assignedList: readonly TopicPartitions[],
-    revokingList: readonly TopicPartitions[],
-    epoch: number,
-  ): Promise<void> {
+  private async applyAssignment(response: JoinGroupResponse, epoch: number): Promise<void> {
     if (epoch !== this.epoch || this.closed) return;
-    const assigned = flatten(assignedList);
-    const revoking = flatten(revokingList);
-    // Owned partitions the broker no longer lists were taken without a revocation: stop, no commit.
-    const gone = [...this.owned.values()].filter((s) => !assigned.has(s.key) && !revoking.has(s.key));
-    if (gone.length > 0) {
-      this.log.warn("partitions taken without a revocation", {
-        group: this.groupId,
-        partitions: gone.length,
-      });
-      this.stopAndDrop(gone);
-      for (const s of gone) this.owned.delete(s.key);
-      this.emitRevoked(gone);
+    const generation = response.generationId;
+    const plan = planAssignment(this.owned, {
+      generation,
+      assigned: response.assigned,
+      revoking: response.revoking,
+    });
+    if (plan.dropped.length > 0) {
+      const gone = plan.dropped.every((s) => s.goneIn !== undefined);
+      this.log[gone ? "info" : "warn"](
+        gone ? "deleted partitions dropped" : "partitions taken without a revocation",
+        { group: this.groupId, generation: generation.toString(), partitions: plan.dropped.length },
+      );
+      this.stopAndDrop(plan.dropped);
+      for (const s of plan.dropped) this.owned.delete(s.key);
+      this.emitRevoked(plan.dropped);
     }
     // A rebalance can give back a partition whose revocation has not started yet: keep reading it.
-    for (const [key] of assigned) {
-      const s = this.owned.get(key);
-      if (s?.revokeRequested && !s.releasing && !revoking.has(key)) s.revokeRequested = false;
-    }
-    const unknown: TopicPartition[] = [];
-    for (const [key, tp] of revoking) {
-      const s = this.owned.get(key);
-      if (s) s.revokeRequested = true;
-      else unknown.push(tp);
+    for (const s of plan.kept) s.revokeRequested = false;
+    for (const s of plan.revoke) {
+      s.revokeRequested = true;
+      s.revokeGeneration = generation;
     }
     // Revoking what this member never started (e.g. granted and taken back before it was applied).
-    if (unknown.length > 0) await this.release(unknown, epoch);
-    const fresh: PartitionState[] = [];
-    for (const [key, tp] of assigned) {
-      if (revoking.has(key) || this.owned.has(key)) continue;
-      const s: PartitionState = {
-        key,
-        topic: tp.topic,
-        partition: tp.partition,
-        fetcher: undefined,
-        stopped: false,
-        revokeRequested: false,
-        releasing: false,
-        revokedEmitted: false,
-        processed: undefined,
-        committed: undefined,
-      };
-      this.owned.set(key, s);
-      fresh.push(s);
-    }
+    await this.release(plan.releaseUnowned, generation, epoch);
+    const fresh = plan.fresh.map(newPartitionState);
+    for (const s of fresh) this.owned.set(s.key, s);
     if (fresh.length > 0) this.emit("assigned", fresh);
     await this.revokeDue(epoch);
     if (fresh.length > 0) await this.startFetching(fresh, epoch);
@@ -479,7 +374,7 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
 
   /**
    * Revokes the partitions the broker asked for whose records are not in the application's hands:
-   * stop, drop, commit, "revoked", ReleasePartitions.
+   * stop, drop, commit (those partitions only), "revoked", ReleasePartitions.
    */
   private async revokeDue(epoch: number): Promise<void> {
     if (epoch !== this.epoch) return;
@@ -491,15 +386,22 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
     for (const s of states) s.releasing = true;
     this.stopAndDrop(states);
     try {
-      await this.commitStates(states);
+      await this.offsets.commit(states, this.committable);
     } catch (e) {
-      this.logCommitFailure(e, "revoke");
+      this.offsets.logCommitFailure(e, "revoke");
     }
     if (epoch !== this.epoch) return; // lost meanwhile: already reported, no longer ours to release
     const revoked = states.filter((s) => this.owned.get(s.key) === s);
     for (const s of revoked) this.owned.delete(s.key);
     this.emitRevoked(revoked);
-    await this.release(revoked, epoch);
+    // In practice one generation: every applied message renews it for all it lists as revoking.
+    for (const generation of new Set(revoked.map((s) => s.revokeGeneration))) {
+      await this.release(
+        revoked.filter((s) => s.revokeGeneration === generation),
+        generation,
+        epoch,
+      );
+    }
   }
 
   /** Stops the fetches of `states` and drops their records not yet handed out. */
@@ -513,34 +415,39 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
     if (this.current && set.has(this.current.item.state)) this.current = undefined;
   }
 
-  private async release(partitions: readonly TopicPartition[], epoch: number): Promise<void> {
-    const memberId = this.membership.memberId;
-    if (partitions.length === 0 || memberId === undefined || epoch !== this.epoch) return;
-    try {
-      await unaryCall<ReleasePartitionsRequest, ReleasePartitionsResponse>(
-        (req, md, opts, cb) => this.ctx.connection.group.releasePartitions(req, md, opts, cb),
-        { groupId: this.groupId, memberId, partitions: group(partitions) },
-        this.ctx.connection.metadata(),
-        this.ctx.requestTimeoutMs,
-      );
-    } catch (e) {
-      const err = fromGrpcError(e);
-      this.log.warn("releasing partitions failed", {
-        group: this.groupId,
-        memberId,
-        error: err.message,
-        code: err.codeName,
-      });
-    }
+  /** ReleasePartitions (retried by the membership while it lasts; see group-membership.ts). */
+  private async release(
+    partitions: readonly TopicPartition[],
+    generation: bigint,
+    epoch: number,
+  ): Promise<void> {
+    if (partitions.length === 0 || epoch !== this.epoch) return;
+    await this.membership.release(toWire(partitions), generation, this.epochController.signal);
+  }
+
+  /**
+   * A partition's fetch (or start lookup) found it gone: its topic was deleted. Stop it quietly and
+   * forget its offsets; the broker's next message drops it (see the file header).
+   */
+  private partitionGone(s: PartitionState, error: RillError): void {
+    if (s.stopped || this.owned.get(s.key) !== s) return;
+    this.log.warn("partition gone (topic deleted?); no longer reading it", {
+      group: this.groupId,
+      topic: s.topic,
+      partition: s.partition,
+      error: error.message,
+    });
+    s.goneIn = this.membership.generation ?? 0n;
+    s.processed = undefined;
+    this.stopAndDrop([s]);
   }
 
   /** Looks up where each new partition starts, then starts its fetch. */
   private async startFetching(states: readonly PartitionState[], epoch: number): Promise<void> {
-    const signal = this.epochController.signal;
     const stale = (): boolean => epoch !== this.epoch || this.closed;
-    let starts: Map<string, FetchStart>;
+    let starts: Map<string, FetchStart | RillError>;
     try {
-      starts = await this.startOffsets(states, signal);
+      starts = await this.offsets.starts(states, this.epochController.signal);
     } catch (e) {
       if (stale()) return;
       const err = fromGrpcError(e);
@@ -559,67 +466,10 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
     if (stale()) return;
     for (const s of states) {
       if (s.stopped || this.owned.get(s.key) !== s) continue;
-      this.startFetch(s, starts.get(s.key)!);
+      const start = starts.get(s.key)!;
+      if (start instanceof RillError) this.partitionGone(s, start);
+      else this.startFetch(s, start);
     }
-  }
-
-  /** The committed offset of each partition, else `from` ("latest" resolved to an offset). */
-  private async startOffsets(
-    states: readonly PartitionState[],
-    signal: AbortSignal,
-  ): Promise<Map<string, FetchStart>> {
-    const { connection, requestTimeoutMs } = this.ctx;
-    const topics = [...new Set(states.map((s) => s.topic))].sort();
-    const res = await retry(
-      () =>
-        unaryCall<FetchCommittedOffsetsRequest, FetchCommittedOffsetsResponse>(
-          (req, md, opts, cb) => connection.group.fetchCommittedOffsets(req, md, opts, cb),
-          { groupId: this.groupId, topics },
-          connection.metadata(),
-          requestTimeoutMs,
-        ),
-      this.retryOptions,
-      { signal },
-    );
-    const committed = new Map(res.offsets.map((o) => [keyOf(o.topic, o.partition), o.offset]));
-    const starts = new Map<string, FetchStart>();
-    const latest: PartitionState[] = [];
-    for (const s of states) {
-      const c = committed.get(s.key);
-      if (c !== undefined) {
-        s.committed = c;
-        starts.set(s.key, { $case: "offset", value: c });
-      } else if (this.from === "earliest") {
-        starts.set(s.key, { $case: "position", value: OffsetPosition.OFFSET_POSITION_EARLIEST });
-      } else {
-        latest.push(s);
-      }
-    }
-    for (const topic of new Set(latest.map((s) => s.topic))) {
-      const ofTopic = latest.filter((s) => s.topic === topic);
-      const lo = await retry(
-        () =>
-          unaryCall<ListOffsetsRequest, ListOffsetsResponse>(
-            (req, md, opts, cb) => connection.log.listOffsets(req, md, opts, cb),
-            { topic, partitions: ofTopic.map((s) => s.partition), timestampMs: undefined },
-            connection.metadata(),
-            requestTimeoutMs,
-          ),
-        this.retryOptions,
-        { signal },
-      );
-      for (const s of ofTopic) {
-        const po = lo.partitions.find((p) => p.partition === s.partition);
-        if (po === undefined) {
-          starts.set(s.key, { $case: "position", value: OffsetPosition.OFFSET_POSITION_LATEST });
-          continue;
-        }
-        // The group skips what came before: keep that starting point even if nothing is read.
-        s.processed = po.latest;
-        starts.set(s.key, { $case: "offset", value: po.latest });
-      }
-    }
-    return starts;
   }
 
   private startFetch(s: PartitionState, start: FetchStart): void {
@@ -644,58 +494,10 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
     });
     fetcher.run().catch((e: unknown) => {
       if (s.stopped || this.closed || this.owned.get(s.key) !== s) return;
-      this.fail(fromGrpcError(e));
+      const err = fromGrpcError(e);
+      if (err.code === Code.NOT_FOUND) this.partitionGone(s, err);
+      else this.fail(err);
     });
-  }
-
-  /** Commits the processed offsets of `states` that moved since their last commit. */
-  private commitStates(states: readonly PartitionState[]): Promise<void> {
-    const run = this.commitChain.then(async () => {
-      const memberId = this.membership.memberId;
-      const generationId = this.membership.generation;
-      // Only partitions still owned: a commit is all or nothing, and a released one would fail it.
-      const todo = states
-        .filter(
-          (s) => this.owned.get(s.key) === s && s.processed !== undefined && s.processed !== s.committed,
-        )
-        .map((s) => ({ state: s, offset: s.processed! }));
-      if (todo.length === 0 || memberId === undefined || generationId === undefined) return;
-      const request: CommitOffsetsRequest = {
-        groupId: this.groupId,
-        memberId,
-        generationId,
-        offsets: todo.map(({ state, offset }) => ({
-          topic: state.topic,
-          partition: state.partition,
-          offset,
-          metadata: "",
-        })),
-      };
-      await retry(
-        () =>
-          unaryCall<CommitOffsetsRequest, CommitOffsetsResponse>(
-            (req, md, opts, cb) => this.ctx.connection.group.commitOffsets(req, md, opts, cb),
-            request,
-            this.ctx.connection.metadata(),
-            this.ctx.requestTimeoutMs,
-          ),
-        { ...this.retryOptions, maxAttempts: Math.min(3, this.retryOptions.maxAttempts) },
-      );
-      for (const { state, offset } of todo) {
-        if (state.committed === undefined || offset > state.committed) state.committed = offset;
-      }
-      this.log.debug("committed", { group: this.groupId, memberId, partitions: todo.length });
-    });
-    this.commitChain = run.catch(() => {});
-    return run;
-  }
-
-  private logCommitFailure(e: unknown, when: string): void {
-    const err = fromGrpcError(e);
-    this.log.warn(
-      err.code === Code.FAILED_PRECONDITION ? "commit refused (member gone or stale)" : "commit failed",
-      { group: this.groupId, when, error: err.message, code: err.codeName },
-    );
   }
 
   /** The membership ended: stop everything, report every partition revoked (no commit). */
@@ -703,6 +505,7 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
     this.epoch++;
     this.epochController.abort(error);
     this.epochController = new AbortController();
+    this.pendingMessage = undefined;
     const states = [...this.owned.values()];
     this.stopAndDrop(states);
     this.queue.drop(() => true);
@@ -729,9 +532,9 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
     await this.enqueue(async () => {
       const states = [...this.owned.values()];
       try {
-        await this.commitStates(states);
+        await this.offsets.commit(states, this.committable);
       } catch (e) {
-        this.logCommitFailure(e, "close");
+        this.offsets.logCommitFailure(e, "close");
       }
       this.owned.clear();
       this.emitRevoked(states);

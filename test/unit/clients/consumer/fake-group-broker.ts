@@ -2,7 +2,8 @@
  * A scripted in-process gRPC server speaking GroupService and the parts of LogService a group
  * subscription uses (Fetch, ListOffsets), for unit tests of the client's membership handling:
  * the test drives each JoinGroup stream by hand (`joins[i].push(...)`, `joins[i].fail(...)`) and
- * records every other call. Port 0 on 127.0.0.1; `stop()` force-closes.
+ * records every other call; `onRelease` can delay or fail a release, `fetchErrors` fail a
+ * partition's fetches. Port 0 on 127.0.0.1; `stop()` force-closes.
  */
 import {
   Server,
@@ -46,6 +47,8 @@ export interface FakeJoin {
   fail(error: FakeError): void;
   /** Whether the client cancelled it. */
   cancelled: boolean;
+  /** When it arrived (Date.now()). */
+  at: number;
 }
 
 export interface FakeGroupBroker {
@@ -69,6 +72,14 @@ export interface FakeGroupBroker {
   heartbeatError?: FakeError | undefined;
   /** Runs when a JoinGroup arrives (default: nothing; the test pushes). */
   onJoin?: ((join: FakeJoin) => void) | undefined;
+  /** Decides each release (after it is recorded): an error fails it; a promise delays the answer. */
+  onRelease?:
+    | ((req: ReleasePartitionsRequest) => FakeError | undefined | Promise<FakeError | undefined>)
+    | undefined;
+  /** Fetches of these "topic/partition" fail at once with the error (see also failFetches). */
+  fetchErrors: Map<string, FakeError>;
+  /** Following Fetch streams still open, per "topic/partition". */
+  liveFetches: Map<string, Set<ServerWritableStream<FetchRequest, FetchResponse>>>;
   stop(): Promise<void>;
 }
 
@@ -78,6 +89,30 @@ export function fill(fake: FakeGroupBroker, topic: string, partition: number, n:
     `${topic}/${partition}`,
     Array.from({ length: n }, (_, i) => record(`${topic}/${partition}-${i}`)),
   );
+}
+
+/** Appends `n` records to "topic/partition" and sends them to its open following fetches. */
+export function append(fake: FakeGroupBroker, topic: string, partition: number, n: number): void {
+  const key = `${topic}/${partition}`;
+  const log = fake.logs.get(key) ?? [];
+  fake.logs.set(key, log);
+  const from = log.length;
+  for (let i = 0; i < n; i++) log.push(record(`${key}-${from + i}`));
+  for (const call of fake.liveFetches.get(key) ?? []) {
+    call.write({
+      batches: [storedBatch(BigInt(from), log.slice(from))],
+      highWatermark: BigInt(log.length),
+      logStartOffset: 0n,
+    });
+  }
+}
+
+/** Ends the open fetches of "topic/partition" with `error`, and fails its later ones too. */
+export function failFetches(fake: FakeGroupBroker, topic: string, partition: number, error: FakeError): void {
+  const key = `${topic}/${partition}`;
+  fake.fetchErrors.set(key, error);
+  for (const call of fake.liveFetches.get(key) ?? []) call.emit("error", error);
+  fake.liveFetches.delete(key);
 }
 
 /** A JoinGroup message with defaults (generation 1, heartbeat every 50 ms). */
@@ -111,6 +146,8 @@ export async function startFakeGroupBroker(): Promise<FakeGroupBroker> {
     leaves: [],
     fetchCommitted: [],
     fetches: [],
+    fetchErrors: new Map(),
+    liveFetches: new Map(),
     committed: new Map(),
     calls: [],
     async stop() {
@@ -132,6 +169,7 @@ export async function startFakeGroupBroker(): Promise<FakeGroupBroker> {
       const join: FakeJoin = {
         request: call.request,
         cancelled: false,
+        at: Date.now(),
         push(m) {
           call.write({
             memberId: "",
@@ -157,10 +195,13 @@ export async function startFakeGroupBroker(): Promise<FakeGroupBroker> {
       fake.heartbeats.push(req);
       return fake.heartbeatError ?? { generationId: 1n };
     }),
-    releasePartitions: unary("release", (req: ReleasePartitionsRequest) => {
-      fake.releases.push(req);
-      return {};
-    }),
+    releasePartitions(call: { request: ReleasePartitionsRequest }, cb: sendUnaryData<object>) {
+      fake.calls.push("release");
+      fake.releases.push(call.request);
+      void Promise.resolve(fake.onRelease?.(call.request)).then((error) =>
+        error ? cb(error) : cb(null, {}),
+      );
+    },
     leaveGroup: unary("leave", (req: LeaveGroupRequest) => {
       fake.leaves.push(req);
       return {};
@@ -192,6 +233,11 @@ export async function startFakeGroupBroker(): Promise<FakeGroupBroker> {
     },
     fetch(call: ServerWritableStream<FetchRequest, FetchResponse>) {
       fake.fetches.push(call.request);
+      const error = fake.fetchErrors.get(`${call.request.topic}/${call.request.partition}`);
+      if (error) {
+        call.emit("error", error);
+        return;
+      }
       const log = fake.logs.get(`${call.request.topic}/${call.request.partition}`) ?? [];
       const start = call.request.start;
       const from =
@@ -211,8 +257,16 @@ export async function startFakeGroupBroker(): Promise<FakeGroupBroker> {
           logStartOffset: 0n,
         });
       }
-      if (!call.request.follow) call.end();
+      if (!call.request.follow) {
+        call.end();
+        return;
+      }
       // Following: stay open until cancelled.
+      const key = `${call.request.topic}/${call.request.partition}`;
+      const live = fake.liveFetches.get(key) ?? new Set();
+      fake.liveFetches.set(key, live);
+      live.add(call);
+      call.on("cancelled", () => live.delete(call));
     },
     listOffsets(call: { request: ListOffsetsRequest }, cb: sendUnaryData<ListOffsetsResponse>) {
       const ps = call.request.partitions;
