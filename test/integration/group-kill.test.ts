@@ -139,6 +139,11 @@ describe("integration > consumer group members killed without a goodbye", () => 
 
       // 2. SIGSTOP: the connection stays open; only the missing heartbeats tell.
       const frozen = members[1]!;
+      const frozenHeld = (await describe()).members.find((m) =>
+        m.memberName.endsWith(`-${frozen.child.pid}`),
+      );
+      const frozenPartitions = new Set(flat(frozenHeld?.assigned ?? []).map((k) => Number(k.split("/")[1])));
+      expect(frozenPartitions.size).toBeGreaterThan(0);
       const frozenAt = performance.now();
       process.kill(frozen.child.pid!, "SIGSTOP");
       await until(
@@ -148,6 +153,15 @@ describe("integration > consumer group members killed without a goodbye", () => 
       );
       const frozenRemovedMs = performance.now() - frozenAt;
       const survivor = members[2]!;
+      await until(
+        () =>
+          survivor.printed.some(
+            (p) => p.at > frozenAt + frozenRemovedMs && frozenPartitions.has(p.partition),
+          ),
+        10_000,
+        "the survivor to print from the frozen member's partitions",
+      );
+      const frozenFlowMs = performance.now() - frozenAt;
       await until(
         async () => flat((await describe()).members[0]?.assigned ?? []).length === 6,
         5000,
@@ -169,7 +183,7 @@ describe("integration > consumer group members killed without a goodbye", () => 
       process.kill(frozen.child.pid!, "SIGKILL");
       const printedTotal = members.reduce((n, m) => n + m.printed.length, 0);
       console.log(
-        `group kill: ${produced} records, ${printedTotal - produced} redelivered; SIGKILL → flowing again in ${killFlowMs.toFixed(0)} ms, SIGSTOP → removed in ${frozenRemovedMs.toFixed(0)} ms (session timeout ${SESSION_MS} ms)`,
+        `group kill: ${produced} records, ${printedTotal - produced} redelivered; SIGKILL → flowing again in ${killFlowMs.toFixed(0)} ms, SIGSTOP → removed in ${frozenRemovedMs.toFixed(0)} ms, flowing again in ${frozenFlowMs.toFixed(0)} ms (session timeout ${SESSION_MS} ms)`,
       );
     } finally {
       stub.close();
