@@ -354,7 +354,9 @@ describe("integration > consumer groups (GroupService)", () => {
     expect(d.partitions.map((p) => [p.committedOffset, p.lag])).toEqual([[undefined, 8n]]);
   });
 
-  it("drops offsets of topics that vanished while the broker was down", async () => {
+  it("keeps offsets of a topic missing at start, and forgets them once a topic of that name is created", async () => {
+    // A missing topic directory (a wrong mount, say) must not wipe offsets on start; a topic
+    // created under that name has no history, so the old offsets must not apply to it.
     const keep = await topic(1);
     const lost = await topic(1);
     await fill(keep, 0, 3);
@@ -374,8 +376,24 @@ describe("integration > consumer groups (GroupService)", () => {
     broker = await broker.restart();
     s = stubs(broker.address);
     stub = groupStub(broker.address);
-    const got = await groupApi(stub).committed(g);
-    expect(got.offsets.map((o) => [o.topic, o.offset])).toEqual([[keep, 2n]]);
+    const kept = await groupApi(stub).committed(g);
+    expect(kept.offsets.map((o) => [o.topic, o.offset])).toEqual(
+      [
+        [keep, 2n],
+        [lost, 3n],
+      ].sort((a, b) => (String(a[0]) < String(b[0]) ? -1 : 1)),
+    );
+    await api(s).createTopic({ topic: lost, partitions: 1, config: undefined });
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const got = await groupApi(stub).committed(g);
+      if (got.offsets.length === 1) {
+        expect(got.offsets.map((o) => [o.topic, o.offset])).toEqual([[keep, 2n]]);
+        break;
+      }
+      if (Date.now() > deadline) throw new Error("the re-created topic kept its old offsets");
+      await new Promise((r) => setTimeout(r, 20));
+    }
   });
 
   it("on a graceful shutdown asks members to commit and release before it ends their streams", async () => {

@@ -114,20 +114,6 @@ export class GroupCoordinator {
       logger: options.logger.child({ component: "groups" }),
       cleanShutdown: options.cleanShutdown,
     });
-    // Offsets of topics that no longer exist (a forget that did not reach the disk before a crash)
-    // must not apply to a topic re-created under the same name.
-    const gone = new Set(
-      store
-        .groups()
-        .flatMap((g) => store.offsets(g).map((o) => o.topic))
-        .filter((t) => options.topics.get(t) === undefined),
-    );
-    try {
-      for (const topic of gone) await store.forgetTopic(topic);
-    } catch (err) {
-      await store.close().catch(() => {});
-      throw err;
-    }
     return new GroupCoordinator(options, store);
   }
 
@@ -434,7 +420,7 @@ export class GroupCoordinator {
       this.store
         .forgetTopic(change.topic)
         .catch((err) =>
-          this.logger.error({ err, topic: change.topic }, "could not forget the offsets of a deleted topic"),
+          this.logger.error({ err, topic: change.topic }, "could not forget a topic's old offsets"),
         );
     }
   }

@@ -69,6 +69,8 @@ export interface Member {
   /** Heartbeat deadline (clock ms). */
   deadline: number;
   readonly owned: Set<string>;
+  /** How far postpone() moved this member's deadlines since it last answered (capped). */
+  postponedMs: number;
   /** Owned partitions it was asked to give up → when it must have released each (clock ms). */
   readonly revoking: Map<string, number>;
 }
@@ -153,6 +155,7 @@ export class Group {
       deadline: this.now() + input.sessionTimeoutMs,
       owned: new Set(),
       revoking: new Map(),
+      postponedMs: 0,
     };
     this.memberMap.set(member.id, member);
     this.rebalance();
@@ -163,6 +166,7 @@ export class Group {
   heartbeat(memberId: string): void {
     const m = this.require(memberId);
     m.deadline = this.now() + m.sessionTimeoutMs;
+    m.postponedMs = 0;
   }
 
   /**
@@ -173,6 +177,7 @@ export class Group {
   release(memberId: string, partitions: readonly TopicPartition[], generation = 0): void {
     const m = this.require(memberId);
     m.deadline = this.now() + m.sessionTimeoutMs; // answering is a sign of life
+    m.postponedMs = 0;
     let freed = false;
     for (const { topic, partition } of partitions) {
       const key = partitionKey(topic, partition);
@@ -199,11 +204,18 @@ export class Group {
     return true;
   }
 
-  /** Moves every deadline `ms` later (the broker itself stalled for that long). */
+  /**
+   * Moves every deadline `ms` later (the broker itself stalled for that long), by at most one
+   * session timeout in all between two signs of life, so a broker that stays overloaded still
+   * removes members that are really gone.
+   */
   postpone(ms: number): void {
     for (const m of this.memberMap.values()) {
-      m.deadline += ms;
-      for (const [key, deadline] of m.revoking) m.revoking.set(key, deadline + ms);
+      const add = Math.max(0, Math.min(ms, m.sessionTimeoutMs - m.postponedMs));
+      if (add === 0) continue;
+      m.postponedMs += add;
+      m.deadline += add;
+      for (const [key, deadline] of m.revoking) m.revoking.set(key, deadline + add);
     }
   }
 

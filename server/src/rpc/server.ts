@@ -2,8 +2,9 @@
  * The gRPC server: binds, registers every service, and drains gracefully.
  *
  * Shutdown order (each step bounded by shutdown.timeout.ms in total):
- * 1. health → NOT_SERVING, and new Produce/Fetch/JoinGroup calls are refused with UNAVAILABLE;
- *    group members are asked to commit and give up their partitions, and get a bounded time to;
+ * 1. health → NOT_SERVING; group members are asked to commit and give up their partitions and get
+ *    a bounded time to (new JoinGroups are refused, other calls still work); then new calls are
+ *    refused with UNAVAILABLE;
  * 2. stop accepting connections and calls (tryShutdown) and end following Fetch streams with
  *    UNAVAILABLE (they never finish on their own);
  * 3. wait for the calls in progress (produces finishing their appends and fsyncs), up to the
@@ -88,10 +89,11 @@ export async function startRpcServer(core: BrokerCore, logger: Logger): Promise<
   const shutdown = (timeoutMs: number): Promise<void> => {
     stopping ??= (async () => {
       const deadline = Date.now() + timeoutMs;
-      context.draining = true;
       health.setAll("NOT_SERVING");
-      // Group members commit and hand back their partitions while the server still takes calls.
+      // Group members commit and hand back their partitions while the server still takes every
+      // call but JoinGroup (a member's handler may still produce, or fetch, to finish its record).
       await core.groups.drain(Math.min(GROUP_DRAIN_MS, timeoutMs / 2));
+      context.draining = true;
       // No new connections or calls; calls in progress go on. Resolves once every session closed.
       const closed = new Promise<"closed">((resolve) => server.tryShutdown(() => resolve("closed")));
       for (const s of [...context.streams]) s.drain();

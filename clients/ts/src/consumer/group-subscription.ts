@@ -110,6 +110,8 @@ interface QueuedBatch {
 }
 
 const DEFAULT_AUTO_COMMIT_MS = 5_000;
+/** How long a member waits before it looks again at a partition whose topic was gone. */
+const GONE_RETRY_MS = 1_000;
 
 /** A group subscription; made by `consumer.subscribe(options)` (see the file header). */
 export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
@@ -440,6 +442,16 @@ export class GroupSubscription implements AsyncIterable<ConsumedRecord> {
     s.goneIn = this.membership.generation ?? 0n;
     s.processed = undefined;
     this.stopAndDrop([s]);
+    // The topic may have been deleted and re-created under the same name, with the broker's
+    // messages about it merged into one: while the broker still has this member own the partition,
+    // look again after a pause (from the committed offset, which the broker forgot, or `from`).
+    const epoch = this.epoch;
+    setTimeout(() => {
+      if (this.closed || epoch !== this.epoch || this.owned.get(s.key) !== s) return;
+      const again = newPartitionState(s);
+      this.owned.set(again.key, again);
+      void this.startFetching([again], epoch);
+    }, GONE_RETRY_MS).unref();
   }
 
   /** Looks up where each new partition starts, then starts its fetch. */

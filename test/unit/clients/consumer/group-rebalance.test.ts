@@ -252,4 +252,39 @@ describe("client > group subscription > deleted topics", () => {
     expect((error as Error).message).toContain("deleted");
     expect(await it.next()).toEqual({ done: true, value: undefined });
   });
+
+  it("reads a partition again when its topic was deleted and re-created while messages were merged", async () => {
+    // gen 3 (topic a deleted) and gen 4 (a re-created) arrive while a release is in flight, so only
+    // gen 4 is applied; the old fetch's NOT_FOUND comes after. The member still owns a/0 per the
+    // broker, so it must look again rather than stop reading it for good.
+    fill(fake, "a", 0, 2);
+    fill(fake, "b", 0, 2);
+    fake.onJoin = (j) => j.push(message("m1", 1, { a: [0], b: [0] }));
+    let open!: () => void;
+    const gate = new Promise<undefined>((r) => {
+      open = () => r(undefined);
+    });
+    fake.onRelease = () => (fake.releases.length === 1 ? gate : undefined);
+    const sub = client.consumer().subscribe({ group: "g", topics: ["a", "b"], autoCommitIntervalMs: 0 });
+    const read = (async () => {
+      const got: string[] = [];
+      for await (const r of sub) got.push(`${r.topic}/${r.offset}`);
+      return got;
+    })();
+    await until("both fetching", () => fake.fetches.length === 2);
+    fake.joins[0]!.push(message("m1", 2, { a: [0] }, { b: [0] }));
+    await until("release in flight", () => fake.releases.length === 1);
+    fake.joins[0]!.push(message("m1", 3, {}, { b: [0] }));
+    fake.joins[0]!.push(message("m1", 4, { a: [0] }, { b: [0] }));
+    await until("gen 4 received", () => sub.generation === 4n);
+    failFetches(fake, "a", 0, { code: status.NOT_FOUND, details: 'topic "a" does not exist' });
+    await until("gone", () => logs.some((e) => e.message.startsWith("partition gone")));
+    open();
+    fake.fetchErrors.clear();
+    const before = fake.fetches.filter((f) => f.topic === "a").length;
+    await until("a/0 fetched again", () => fake.fetches.filter((f) => f.topic === "a").length > before, 5_000);
+    expect(sub.assignment().map((tp) => `${tp.topic}/${tp.partition}`)).toContain("a/0");
+    await sub.close();
+    await read;
+  });
 });
