@@ -282,7 +282,11 @@ describe("client > group subscription > deleted topics", () => {
     open();
     fake.fetchErrors.clear();
     const before = fake.fetches.filter((f) => f.topic === "a").length;
-    await until("a/0 fetched again", () => fake.fetches.filter((f) => f.topic === "a").length > before, 5_000);
+    await until(
+      "a/0 fetched again",
+      () => fake.fetches.filter((f) => f.topic === "a").length > before,
+      5_000,
+    );
     expect(sub.assignment().map((tp) => `${tp.topic}/${tp.partition}`)).toContain("a/0");
     await sub.close();
     await read;
