@@ -31,6 +31,8 @@ export interface BrokerConfig {
   logLevel: string;
   /** undefined: pretty when stdout is a TTY. */
   logPretty: boolean | undefined;
+  /** Port of the Prometheus /metrics endpoint on the listen host; -1 = off, 0 = any free port. */
+  metricsPort: number;
   fetchHeartbeatMs: number;
   fetchDefaultMaxBytes: number;
   fetchMaxBytes: number;
@@ -38,6 +40,9 @@ export interface BrokerConfig {
   maxRecordsPerBatch: number;
   maxBatchesPerProduceStream: number;
   shutdownTimeoutMs: number;
+  /** -1: connections live as long as clients keep them. */
+  maxConnectionAgeMs: number;
+  maxConnectionAgeGraceMs: number;
   retentionCheckIntervalMs: number;
   groupSessionTimeoutMs: number;
   groupMinSessionTimeoutMs: number;
@@ -113,6 +118,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     doc: "human-readable logs instead of JSON (default: when stdout is a TTY)",
   },
   {
+    key: "metrics.port",
+    kind: "int",
+    default: "-1",
+    min: -1,
+    max: 65535,
+    target: "metricsPort",
+    doc: "serve Prometheus metrics at http://HOST:PORT/metrics, HOST being the listen host (-1 = off, 0 = any free port)",
+  },
+  {
     key: "fetch.heartbeat.ms",
     kind: "int",
     default: "5000",
@@ -174,6 +188,24 @@ export const SETTINGS: readonly SettingSpec[] = [
     max: 600_000,
     target: "shutdownTimeoutMs",
     doc: "how long a graceful shutdown waits for in-flight calls",
+  },
+  {
+    key: "max.connection.age.ms",
+    kind: "int",
+    default: "-1",
+    min: -1,
+    max: TIMER_MAX,
+    target: "maxConnectionAgeMs",
+    doc: "ask clients to reconnect (GOAWAY) after a connection is this old, ±10%, so they spread over replicas (-1 = never)",
+  },
+  {
+    key: "max.connection.age.grace.ms",
+    kind: "int",
+    default: "10000",
+    min: 0,
+    max: TIMER_MAX,
+    target: "maxConnectionAgeGraceMs",
+    doc: "after that GOAWAY, how long calls may go on before the connection is closed; following Fetch and JoinGroup streams are then cut with UNAVAILABLE and clients resume",
   },
   {
     key: "retention.check.interval.ms",
@@ -394,6 +426,9 @@ export function loadConfig(
     throw new ConfigError(
       `fetch.default.max.bytes (${result.fetchDefaultMaxBytes}) must not exceed fetch.max.bytes (${result.fetchMaxBytes})`,
     );
+  }
+  if (result.maxConnectionAgeMs === 0) {
+    throw new ConfigError("max.connection.age.ms must be -1 (never) or a positive number of milliseconds");
   }
   const {
     groupSessionTimeoutMs: session,

@@ -39,6 +39,7 @@ describe("config > load", () => {
     expect(() => loadConfig({ durability: "maybe" })).toThrow(/written or fsynced/);
     expect(() => loadConfig({ "auto.create.topics": "perhaps" })).toThrow(/true or false/);
     expect(() => loadConfig({ listen: "localhost" })).toThrow(/HOST:PORT/);
+    expect(() => loadConfig({ "max.connection.age.ms": "0" })).toThrow(/-1 \(never\) or a positive/);
     expect(() => loadConfig({ "fetch.default.max.bytes": "5000000", "fetch.max.bytes": "4000000" })).toThrow(
       /must not exceed/,
     );

@@ -17,6 +17,7 @@ import { type Clock, systemClock } from "../clock.js";
 import type { BrokerConfig } from "../config.js";
 import { GroupCoordinator } from "../groups/coordinator.js";
 import type { Logger } from "../logger.js";
+import type { FileSystem } from "../storage/fs.js";
 import { syncDir, writeFileDurably } from "./durable-fs.js";
 import { TopicRegistry } from "./topic-registry.js";
 
@@ -42,7 +43,13 @@ export class BrokerCore {
     readonly recoveredFromCleanShutdown: boolean,
   ) {}
 
-  static async open(config: BrokerConfig, logger: Logger, clock: Clock = systemClock): Promise<BrokerCore> {
+  /** `fs` is the file-system seam of the topic logs (default node:fs). */
+  static async open(
+    config: BrokerConfig,
+    logger: Logger,
+    clock: Clock = systemClock,
+    fs?: FileSystem,
+  ): Promise<BrokerCore> {
     const dataDir = resolve(config.dataDir);
     const metaDir = join(dataDir, "meta");
     await mkdir(metaDir, { recursive: true });
@@ -60,6 +67,7 @@ export class BrokerCore {
       clock,
       logger: logger.child({ component: "log" }),
       cleanShutdown: cleanShutdown || isNew,
+      fs,
     });
     let groups: GroupCoordinator;
     try {

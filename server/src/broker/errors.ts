@@ -37,6 +37,13 @@ export class TopicExistsError extends BrokerError {
 /** A configured limit was exceeded (batch size, records per batch...). */
 export class LimitExceededError extends BrokerError {}
 
+/** The broker is listening but still opening its logs (recovery after an unclean stop can be long). */
+export class StartingError extends BrokerError {
+  constructor() {
+    super("the broker is starting (recovering logs); retry");
+  }
+}
+
 /** The broker is draining or stopped. */
 export class ShuttingDownError extends BrokerError {
   constructor() {

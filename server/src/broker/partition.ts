@@ -23,6 +23,15 @@ import { PartitionOfflineError } from "./errors.js";
 
 type Waiter = () => void;
 
+/**
+ * Lets an observer (metrics/) watch partitions without the broker knowing who it is: one object
+ * shared by every partition of a registry (TopicRegistry.hooks), read at each event.
+ */
+export interface PartitionHooks {
+  /** An fsync of the partition's log settled after `seconds` (ok false: it failed). */
+  flushed?: ((partition: Partition, seconds: number, ok: boolean) => void) | undefined;
+}
+
 export class Partition {
   private readonly waiters = new Set<Waiter>();
   private unflushedRecords = 0;
@@ -39,6 +48,7 @@ export class Partition {
     readonly log: PartitionLog,
     private settings: TopicSettings,
     private readonly logger: Logger,
+    private readonly hooks: PartitionHooks = {},
   ) {}
 
   get highWatermark(): bigint {
@@ -107,9 +117,12 @@ export class Partition {
     const started = performance.now();
     const flushing = this.log.flush().then(
       () => {
-        this.logger.debug({ ms: performance.now() - started, records: covered }, "fsync");
+        const ms = performance.now() - started;
+        this.hooks.flushed?.(this, ms / 1000, true);
+        this.logger.debug({ ms, records: covered }, "fsync");
       },
       (err: unknown) => {
+        this.hooks.flushed?.(this, (performance.now() - started) / 1000, false);
         // After a failed fsync the kernel may have dropped the dirty pages, so a later fsync that
         // "succeeds" would prove nothing: take the partition offline for writes (as Kafka marks a
         // log dir offline and PostgreSQL panics). Reads go on; a restart recovers the log.

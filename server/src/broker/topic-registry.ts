@@ -24,6 +24,7 @@ import { join } from "node:path";
 import type { Clock } from "../clock.js";
 import { SETTINGS, type TopicSettings } from "../config.js";
 import type { Logger } from "../logger.js";
+import type { FileSystem } from "../storage/fs.js";
 import { openLog } from "../storage/log.js";
 import { syncDir, writeFileDurably } from "./durable-fs.js";
 import {
@@ -32,7 +33,7 @@ import {
   TopicExistsError,
   TopicNotFoundError,
 } from "./errors.js";
-import { Partition } from "./partition.js";
+import { Partition, type PartitionHooks } from "./partition.js";
 import { validateTopicName } from "./topic-name.js";
 
 export const MAX_PARTITIONS = 10_000;
@@ -55,6 +56,8 @@ export interface TopicRegistryOptions {
   clock: Clock;
   logger: Logger;
   cleanShutdown: boolean;
+  /** The file-system seam of every partition log (default node:fs). */
+  fs?: FileSystem | undefined;
 }
 
 const TOPIC_FILE = "topic.json";
@@ -70,6 +73,8 @@ const TOPIC_KEYS = new Map<keyof TopicSettings, string>(
 export class TopicRegistry {
   private readonly topics = new Map<string, Topic>();
   private readonly pending = new Map<string, Promise<unknown>>();
+  /** Shared by every partition: how metrics/ watches fsyncs. */
+  readonly hooks: PartitionHooks = {};
   private readonly listeners = new Set<(change: TopicChange) => void>();
   private readonly topicsDir: string;
   private readonly trashDir: string;
@@ -147,11 +152,12 @@ export class TopicRegistry {
           clock: this.options.clock,
           logger,
           cleanShutdown: this.options.cleanShutdown,
+          fs: this.options.fs,
         });
         const { truncatedBytes, rebuiltIndexes } = log.recovery;
         if (truncatedBytes > 0 || rebuiltIndexes > 0)
           logger.warn({ truncatedBytes, rebuiltIndexes }, "log recovered");
-        partitions.push(new Partition(name, p, log, settings, logger));
+        partitions.push(new Partition(name, p, log, settings, logger, this.hooks));
       }
     } catch (err) {
       // Opening failed part-way (e.g. EMFILE): release what was opened, or the descriptors leak.

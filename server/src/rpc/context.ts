@@ -1,5 +1,6 @@
 import type { BrokerCore } from "../broker/broker.js";
 import type { Logger } from "../logger.js";
+import type { RpcObserver } from "./observe.js";
 
 /** An open server stream the broker may have to end (on drain or topic deletion). */
 export interface OpenStream {
@@ -13,7 +14,11 @@ export interface OpenStream {
 
 /** What every service handler needs; one per server. */
 export interface RpcContext {
-  core: BrokerCore;
+  /**
+   * The broker core. The server listens before it is open; until then calls are refused before
+   * they reach a handler (starting.ts), and reading this throws StartingError (UNAVAILABLE).
+   */
+  readonly core: BrokerCore;
   logger: Logger;
   /** True once a graceful shutdown began: new work is refused with UNAVAILABLE. */
   draining: boolean;
@@ -21,6 +26,8 @@ export interface RpcContext {
   readonly streams: Set<OpenStream>;
   /** Calls in progress; a drain waits for them before cancelling what is left (e.g. health Watch). */
   readonly inflight: Set<Promise<unknown>>;
+  /** Told of every call and of records in and out (metrics/); see observe.ts. */
+  observer?: RpcObserver | undefined;
 }
 
 /** Runs a handler's work, registered in ctx.inflight until it settles. */

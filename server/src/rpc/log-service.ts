@@ -172,6 +172,7 @@ async function produce(
       const input = validateBatch(ctx, req);
       const partition = await partitionForProduce(ctx, req, input.records.length);
       const [appended] = partition.append([input]);
+      ctx.observer?.produced(req.topic, input.recordCount, input.records.length);
       results.push({
         topic: req.topic,
         partition: req.partition,
@@ -297,6 +298,7 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
         );
       }
       next = read.nextOffset;
+      ctx.observer?.fetched(req.topic, read.data, read.batchCount);
       await write(
         call,
         stream,

@@ -1,6 +1,15 @@
 /**
  * The gRPC server: binds, registers every service, and drains gracefully.
  *
+ * Startup: `startRpcServer` binds before the logs are opened, with health NOT_SERVING and every
+ * broker call refused with UNAVAILABLE (starting.ts), so probes can connect during a long recovery;
+ * `serve(core)` then lets calls through and turns health SERVING.
+ *
+ * Connection age (max.connection.age.ms): grpc-js sends each connection a GOAWAY after that age
+ * (±10% jitter) and closes it after the grace (max.connection.age.grace.ms); new calls go over a new
+ * connection, which a load balancer may route to another replica. Calls still open at the end of
+ * the grace, such as following Fetch streams, fail with UNAVAILABLE and clients resume them.
+ *
  * Shutdown order (each step bounded by shutdown.timeout.ms in total):
  * 1. health → NOT_SERVING; group members are asked to commit and give up their partitions and get
  *    a bounded time to (new JoinGroups are refused, other calls still work); then new calls are
@@ -12,12 +21,18 @@
  *    left, such as health Watch streams (forceShutdown).
  * The caller then fsyncs and closes the logs and writes the clean-shutdown marker.
  */
-import { Server, ServerCredentials, type ServiceDefinition } from "@grpc/grpc-js";
+import {
+  Server,
+  ServerCredentials,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
 import { AdminServiceService } from "../../../clients/ts/src/gen/rill/v1/admin.js";
 import { ClusterServiceService } from "../../../clients/ts/src/gen/rill/v1/cluster.js";
 import { GroupServiceService } from "../../../clients/ts/src/gen/rill/v1/group.js";
 import type { BrokerCore } from "../broker/broker.js";
-import { parseListen, SETTINGS } from "../config.js";
+import { StartingError } from "../broker/errors.js";
+import { type BrokerConfig, parseListen, SETTINGS } from "../config.js";
 import type { Logger } from "../logger.js";
 import { adminServiceImplementation } from "./admin-service.js";
 import { clusterServiceImplementation } from "./cluster-service.js";
@@ -25,7 +40,9 @@ import type { RpcContext } from "./context.js";
 import { groupServiceImplementation } from "./group-service.js";
 import { Health } from "./health.js";
 import { logServiceDefinition, logServiceImplementation } from "./log-service.js";
+import { instrumentServer } from "./observe.js";
 import { addReflection } from "./reflection.js";
+import { refusedWhileStarting } from "./starting.js";
 
 const MAX_BATCH_BYTES_BOUND = SETTINGS.find((s) => s.key === "max.batch.bytes")!.max!;
 
@@ -41,12 +58,14 @@ export interface RpcServer {
   readonly port: number;
   readonly health: Health;
   readonly context: RpcContext;
+  /** Serves calls on `core` (until then they get UNAVAILABLE) and turns health SERVING. */
+  serve(core: BrokerCore): void;
   /** Drains and stops the server; resolves when every call has ended. */
   shutdown(timeoutMs: number): Promise<void>;
 }
 
-export async function startRpcServer(core: BrokerCore, logger: Logger): Promise<RpcServer> {
-  const { config } = core;
+/** Binds and answers health (NOT_SERVING) and reflection; broker calls wait for `serve(core)`. */
+export async function startRpcServer(config: BrokerConfig, logger: Logger): Promise<RpcServer> {
   const { host, port: wantedPort } = parseListen(config.listen);
   const server = new Server({
     "grpc.max_receive_message_length": config.maxReceiveMessageBytes,
@@ -55,25 +74,42 @@ export async function startRpcServer(core: BrokerCore, logger: Logger): Promise<
     "grpc.max_send_message_length": config.fetchMaxBytes + MAX_BATCH_BYTES_BOUND + 64 * 1024,
     "grpc.keepalive_time_ms": 60_000,
     "grpc.keepalive_timeout_ms": 20_000,
+    ...(config.maxConnectionAgeMs === -1
+      ? {}
+      : {
+          "grpc.max_connection_age_ms": config.maxConnectionAgeMs,
+          "grpc.max_connection_age_grace_ms": config.maxConnectionAgeGraceMs,
+        }),
   });
+  let core: BrokerCore | undefined;
   const context: RpcContext = {
-    core,
+    get core() {
+      if (!core) throw new StartingError();
+      return core;
+    },
     logger: logger.child({ component: "rpc" }),
     draining: false,
     streams: new Set(),
     inflight: new Set(),
   };
+  // Every handler added from here on is timed, logged at debug level and reported (observe.ts).
+  instrumentServer(server, context);
   const health = new Health();
   const hostPort = host.includes(":") ? `[${host}]:${wantedPort}` : `${host}:${wantedPort}`;
   let boundPort = wantedPort;
 
-  server.addService(logServiceDefinition, logServiceImplementation(context));
-  server.addService(AdminServiceService as unknown as ServiceDefinition, adminServiceImplementation(context));
-  server.addService(
+  const add = (definition: ServiceDefinition, impl: UntypedServiceImplementation) =>
+    server.addService(
+      definition,
+      refusedWhileStarting(definition, impl, () => core !== undefined, context.logger),
+    );
+  add(logServiceDefinition, logServiceImplementation(context));
+  add(AdminServiceService as unknown as ServiceDefinition, adminServiceImplementation(context));
+  add(
     ClusterServiceService as unknown as ServiceDefinition,
     clusterServiceImplementation(context, () => ({ host, port: boundPort })),
   );
-  server.addService(GroupServiceService as unknown as ServiceDefinition, groupServiceImplementation(context));
+  add(GroupServiceService as unknown as ServiceDefinition, groupServiceImplementation(context));
   health.addToServer(server);
   addReflection(server);
 
@@ -82,8 +118,13 @@ export async function startRpcServer(core: BrokerCore, logger: Logger): Promise<
       err ? reject(err) : resolve(port),
     );
   });
-  health.setAll("SERVING");
   const address = host.includes(":") ? `[${host}]:${boundPort}` : `${host}:${boundPort}`;
+
+  const serve = (opened: BrokerCore) => {
+    if (stopping) return; // a shutdown began: stay NOT_SERVING
+    core = opened;
+    health.setAll("SERVING");
+  };
 
   let stopping: Promise<void> | undefined;
   const shutdown = (timeoutMs: number): Promise<void> => {
@@ -92,7 +133,7 @@ export async function startRpcServer(core: BrokerCore, logger: Logger): Promise<
       health.setAll("NOT_SERVING");
       // Group members commit and hand back their partitions while the server still takes every
       // call but JoinGroup (a member's handler may still produce, or fetch, to finish its record).
-      await core.groups.drain(Math.min(GROUP_DRAIN_MS, timeoutMs / 2));
+      await core?.groups.drain(Math.min(GROUP_DRAIN_MS, timeoutMs / 2));
       context.draining = true;
       // No new connections or calls; calls in progress go on. Resolves once every session closed.
       const closed = new Promise<"closed">((resolve) => server.tryShutdown(() => resolve("closed")));
@@ -116,5 +157,5 @@ export async function startRpcServer(core: BrokerCore, logger: Logger): Promise<
     return stopping;
   };
 
-  return { address, port: boundPort, health, context, shutdown };
+  return { address, port: boundPort, health, context, serve, shutdown };
 }

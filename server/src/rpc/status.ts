@@ -14,6 +14,7 @@ import {
   PartitionNotFoundError,
   PartitionOfflineError,
   ShuttingDownError,
+  StartingError,
   TopicExistsError,
   TopicNotFoundError,
 } from "../broker/errors.js";
@@ -61,6 +62,7 @@ export function statusOf(err: unknown): RpcStatus {
   }
   if (err instanceof OffsetStoreOfflineError) return { code: status.UNAVAILABLE, message: err.message };
   if (err instanceof PartitionOfflineError) return { code: status.UNAVAILABLE, message: err.message };
+  if (err instanceof StartingError) return { code: status.UNAVAILABLE, message: err.message };
   if (err instanceof ShuttingDownError || err instanceof LogClosedError) {
     return {
       code: status.UNAVAILABLE,
