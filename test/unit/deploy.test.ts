@@ -100,6 +100,10 @@ describe("deploy > kubernetes manifests", () => {
     const config = loadConfig({}, env);
     expect(config.listen).toBe("0.0.0.0:50051");
     expect(config.dataDir).toBe("/data");
+    // Metrics are served where the container port named "metrics" and the annotations say.
+    const metricsPort = container.ports?.find((p) => p.name === "metrics")?.containerPort;
+    expect(config.metricsPort).toBe(metricsPort);
+    expect(sts.spec!.template.metadata?.annotations?.["prometheus.io/port"]).toBe(String(metricsPort));
 
     expect(container.readinessProbe?.grpc).toEqual({ port: 50051, service: "rill.v1.LogService" });
     expect(container.livenessProbe?.grpc).toEqual({ port: 50051, service: "" });
