@@ -21,7 +21,7 @@ import {
   type HeartbeatRequest,
   type HeartbeatResponse,
   type JoinGroupRequest,
-  type JoinGroupResponse,
+  JoinGroupResponse,
   type LeaveGroupRequest,
   type ListGroupsResponse,
   type ReleasePartitionsRequest,
@@ -155,7 +155,7 @@ function joinGroup(ctx: RpcContext, call: ServerWritableStream<JoinGroupRequest,
       pending = res; // only the newest assignment matters
       return;
     }
-    stream.sentBytes += 64;
+    stream.sentBytes += JoinGroupResponse.encode(res).finish().byteLength; // rare and small
     if (!call.write(res)) {
       waitingForDrain = true;
       stream.blocked = true;
