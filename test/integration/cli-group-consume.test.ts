@@ -4,10 +4,6 @@
  * what was printed and leaves the group with exit 0; the options that make no sense with a group
  * are usage errors.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { credentials } from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -17,63 +13,16 @@ import {
 } from "../../clients/ts/src/gen/rill/v1/group.js";
 import { createClient } from "../../clients/ts/src/index.js";
 import { randomTopic, startTestBroker, type TestBroker } from "./helpers/broker.js";
-
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const bin = join(root, "bin", "rill.js");
+import { buildIfMissing, cli } from "./helpers/cli.js";
 
 let broker: TestBroker;
 let groupStub: GroupServiceClient;
-const children = new Set<ChildProcess>();
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+const cmd = cli(() => broker.address);
 
 /** Starts `rill args... --broker ADDR`; the caller waits for `closed`. */
-function start(args: string[]): {
-  child: ChildProcess;
-  out: () => string;
-  err: () => string;
-  closed: Promise<Run>;
-} {
-  const child = spawn(process.execPath, [bin, ...args, "--broker", broker.address], {
-    cwd: root,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, RILL_BROKER: "" },
-  });
-  children.add(child);
-  let out = "";
-  let err = "";
-  child.stdout!.on("data", (c: Buffer) => {
-    out += c.toString();
-  });
-  child.stderr!.on("data", (c: Buffer) => {
-    err += c.toString();
-  });
-  const closed = new Promise<Run>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => {
-      children.delete(child);
-      resolve({ code, stdout: out, stderr: err });
-    });
-  });
-  return { child, out: () => out, err: () => err, closed };
-}
-
+const start = (args: string[]) => cmd.start(args);
 /** Runs `rill args...` to completion, killed by PID if it overruns. */
-async function rill(args: string[], timeoutMs = 30_000): Promise<Run> {
-  const run = start(args);
-  const timer = setTimeout(() => {
-    if (run.child.pid !== undefined && run.child.exitCode === null) process.kill(run.child.pid, "SIGKILL");
-  }, timeoutMs);
-  try {
-    return await run.closed;
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const rill = (args: string[]) => cmd.run(args);
 
 async function committed(group: string): Promise<Map<number, bigint>> {
   const res = await new Promise<FetchCommittedOffsetsResponse>((resolve, reject) =>
@@ -109,17 +58,12 @@ async function topicWith(partitions: number, perPartition: number): Promise<stri
 const lines = (s: string): string[] => (s === "" ? [] : s.trimEnd().split("\n"));
 
 beforeAll(async () => {
-  if (!existsSync(join(root, "dist", "clients", "cli", "src", "main.js"))) {
-    execFileSync("npm", ["run", "build"], { cwd: root, stdio: "ignore" });
-  }
+  buildIfMissing("clients", "cli", "src", "main.js");
   broker = await startTestBroker();
   groupStub = new GroupServiceClient(broker.address, credentials.createInsecure());
 }, 120_000);
 
-afterEach(() => {
-  for (const c of children) if (c.pid !== undefined && c.exitCode === null) process.kill(c.pid, "SIGKILL");
-  children.clear();
-});
+afterEach(() => cmd.killAll());
 
 afterAll(async () => {
   groupStub?.close();

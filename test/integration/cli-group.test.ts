@@ -3,10 +3,6 @@
  * broker, with the group's state made through raw GroupService stubs (JoinGroup, CommitOffsets,
  * LeaveGroup) so the expected lag follows from what was produced and committed.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { type ClientReadableStream, credentials, type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -19,51 +15,19 @@ import {
 } from "../../clients/ts/src/gen/rill/v1/group.js";
 import { OffsetPosition } from "../../clients/ts/src/gen/rill/v1/log.js";
 import { randomTopic, startTestBroker, type TestBroker } from "./helpers/broker.js";
+import { buildIfMissing, cli, type Run } from "./helpers/cli.js";
 import { api, produce, produceRequest, record, type Stubs, stubs } from "./helpers/grpc.js";
-
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const bin = join(root, "bin", "rill.js");
 
 let broker: TestBroker;
 let s: Stubs;
 let groups: GroupServiceClient;
-const children = new Set<ChildProcess>();
 const joins = new Set<ClientReadableStream<JoinGroupResponse>>();
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+const cmd = cli(() => broker.address);
 
 /** Runs `rill args...`; bounded by `timeoutMs`, killed by PID if it overruns. */
 function rill(args: string[], timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args, "--broker", broker.address], {
-      cwd: root,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, RILL_BROKER: "" },
-    });
-    children.add(child);
-    let out = "";
-    let err = "";
-    child.stdout!.on("data", (c: Buffer) => {
-      out += c.toString();
-    });
-    child.stderr!.on("data", (c: Buffer) => {
-      err += c.toString();
-    });
-    const timer = setTimeout(() => {
-      if (child.pid !== undefined) process.kill(child.pid, "SIGKILL");
-      reject(new Error(`rill ${args.join(" ")} timed out; stderr: ${err}`));
-    }, timeoutMs);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      children.delete(child);
-      resolve({ code, stdout: out, stderr: err });
-    });
-  });
+  return cmd.run(args, { timeoutMs });
 }
 
 type Callback<T> = (err: ServiceError | null, res: T) => void;
@@ -129,17 +93,14 @@ function partitionRows(describeOut: string): string[][] {
 
 beforeAll(async () => {
   // The tests run the compiled CLI: build when it (or its group command) is missing.
-  if (!existsSync(join(root, "dist", "clients", "cli", "src", "commands", "group.js"))) {
-    execFileSync("npm", ["run", "build"], { cwd: root, stdio: "ignore" });
-  }
+  buildIfMissing("clients", "cli", "src", "commands", "group.js");
   broker = await startTestBroker();
   s = stubs(broker.address);
   groups = new GroupServiceClient(broker.address, credentials.createInsecure());
 }, 120_000);
 
 afterEach(() => {
-  for (const c of children) if (c.pid !== undefined && c.exitCode === null) process.kill(c.pid, "SIGKILL");
-  children.clear();
+  cmd.killAll();
   for (const j of joins) j.cancel();
   joins.clear();
 });

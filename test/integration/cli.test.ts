@@ -1,68 +1,27 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { randomTopic, startTestBroker, type TestBroker } from "./helpers/broker.js";
-
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const bin = join(root, "bin", "rill.js");
+import { buildIfMissing, cli, finish, type Run } from "./helpers/cli.js";
 
 let broker: TestBroker;
 let scratch: string;
-const children = new Set<ChildProcess>();
-
-interface Run {
-  code: number | null;
-  stdout: Buffer;
-  stderr: string;
-}
+const cmd = cli(() => broker.address);
 
 /** Runs `rill args...` with `input` on stdin; bounded by `timeoutMs`, killed by PID if it overruns. */
-function rill(args: string[], input?: Buffer | string, timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args, "--broker", broker.address], {
-      cwd: root,
-      stdio: ["pipe", "pipe", "pipe"],
-      env: { ...process.env, RILL_BROKER: "" },
-    });
-    children.add(child);
-    const out: Buffer[] = [];
-    let err = "";
-    child.stdout!.on("data", (c: Buffer) => out.push(c));
-    child.stderr!.on("data", (c: Buffer) => {
-      err += c.toString();
-    });
-    const timer = setTimeout(() => {
-      if (child.pid !== undefined) process.kill(child.pid, "SIGKILL");
-      reject(new Error(`rill ${args.join(" ")} timed out; stderr: ${err}`));
-    }, timeoutMs);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      children.delete(child);
-      resolve({ code, stdout: Buffer.concat(out), stderr: err });
-    });
-    child.stdin!.on("error", () => {}); // the command may exit before reading everything
-    child.stdin!.end(input ?? "");
-  });
+function rill(args: string[], input?: Buffer | string, timeoutMs = 30_000): Promise<Run<Buffer>> {
+  return cmd.runBytes(args, { input: input ?? "", timeoutMs });
 }
 
 beforeAll(async () => {
   // `npm test` builds before running; build here too when the compiled CLI is missing.
-  if (!existsSync(join(root, "dist", "clients", "cli", "src", "main.js"))) {
-    execFileSync("npm", ["run", "build"], { cwd: root, stdio: "ignore" });
-  }
+  buildIfMissing("clients", "cli", "src", "main.js");
   broker = await startTestBroker();
   scratch = await mkdtemp(join(tmpdir(), "rill-cli-"));
 }, 120_000);
 
-afterEach(() => {
-  for (const c of children) if (c.pid !== undefined && c.exitCode === null) process.kill(c.pid, "SIGKILL");
-  children.clear();
-});
+afterEach(() => cmd.killAll());
 
 afterAll(async () => {
   await broker?.stop();
@@ -188,25 +147,9 @@ describe("client > cli > end to end", () => {
     const topic = randomTopic("pipe");
     const lines = `${Array.from({ length: 200_000 }, (_, i) => `record-${i}`).join("\n")}\n`;
     expect((await rill(["produce", topic, "-q"], lines, 60_000)).code).toBe(0);
-    const result = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [bin, "consume", topic, "--broker", broker.address], {
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      children.add(child);
-      let stderr = "";
-      child.stderr!.on("data", (c: Buffer) => {
-        stderr += c.toString();
-      });
-      child.stdout!.once("data", () => child.stdout!.destroy());
-      const timer = setTimeout(
-        () => reject(new Error("consume did not exit after its stdout closed")),
-        30_000,
-      );
-      child.on("close", (code) => {
-        clearTimeout(timer);
-        resolve({ code, stderr });
-      });
-    });
+    const run = cmd.start(["consume", topic]);
+    run.child.stdout!.once("data", () => run.child.stdout!.destroy());
+    const result = await finish(run, 30_000, "consume did not exit after its stdout closed");
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
   });
@@ -215,21 +158,15 @@ describe("client > cli > end to end", () => {
     // Ensures --follow prints new records and SIGINT ends it with exit code 0.
     const topic = randomTopic("follow");
     expect((await rill(["topic", "create", topic])).code).toBe(0);
-    const child = spawn(process.execPath, [bin, "consume", topic, "--follow", "--broker", broker.address], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    children.add(child);
-    let out = "";
-    child.stdout!.on("data", (c: Buffer) => {
-      out += c.toString();
-    });
-    const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
+    const run = cmd.start(["consume", topic, "--follow"]);
+    const closed = run.closed.then((r) => r.code);
     await new Promise((r) => setTimeout(r, 500));
     expect((await rill(["produce", topic, "-q"], "tail-1\ntail-2\n")).code).toBe(0);
     const deadline = Date.now() + 10_000;
-    while (!out.includes("tail-2") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    expect(out).toBe("tail-1\ntail-2\n");
-    process.kill(child.pid!, "SIGINT");
+    while (!run.out().includes("tail-2") && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(run.out()).toBe("tail-1\ntail-2\n");
+    process.kill(run.child.pid!, "SIGINT");
     expect(await closed).toBe(0);
   });
 });

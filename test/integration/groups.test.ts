@@ -31,10 +31,32 @@ afterEach(async () => {
   await broker.stop();
 });
 
+/** Closes the stubs, restarts the broker on its data (after `whileDown`, if given) and reopens them. */
+async function restart(whileDown?: () => Promise<void>): Promise<void> {
+  stub.close();
+  s.close();
+  await whileDown?.();
+  broker = await broker.restart();
+  s = stubs(broker.address);
+  stub = groupStub(broker.address);
+}
+
 function join(groupId: string, options: ConstructorParameters<typeof RawMember>[2]): RawMember {
   const m = new RawMember(stub, groupId, options);
   members.push(m);
   return m;
+}
+
+/** The only member of a new group reading `topics`, once it holds `partitions` partitions. */
+async function member(
+  topics: string[],
+  partitions: number,
+  options: Omit<ConstructorParameters<typeof RawMember>[2], "topics"> = {},
+): Promise<{ g: string; m: RawMember }> {
+  const g = randomTopic("grp");
+  const m = join(g, { ...options, topics });
+  await m.until((x) => x.assigned.length === partitions);
+  return { g, m };
 }
 
 async function topic(partitions: number): Promise<string> {
@@ -263,9 +285,7 @@ describe("integration > consumer groups (GroupService)", () => {
     const t = await topic(3);
     await fill(t, 0, 10);
     await fill(t, 1, 7);
-    const g = randomTopic("grp");
-    const m = join(g, { topics: [t] });
-    await m.until((x) => x.assigned.length === 3);
+    const { g, m } = await member([t], 3);
     await m.commit([
       { topic: t, partition: 0, offset: 4n },
       { topic: t, partition: 1, offset: 7n },
@@ -310,20 +330,14 @@ describe("integration > consumer groups (GroupService)", () => {
     const t = await topic(2);
     await fill(t, 0, 5);
     await fill(t, 1, 5);
-    const g = randomTopic("grp");
-    const m = join(g, { topics: [t] });
-    await m.until((x) => x.assigned.length === 2);
+    const { g, m } = await member([t], 2);
     await m.commit([
       { topic: t, partition: 0, offset: 2n },
       { topic: t, partition: 1, offset: 5n },
     ]);
     await m.commit([{ topic: t, partition: 0, offset: 3n }]);
     m.kill();
-    stub.close();
-    s.close();
-    broker = await broker.restart();
-    s = stubs(broker.address);
-    stub = groupStub(broker.address);
+    await restart();
     const got = await groupApi(stub).committed(g);
     expect(got.offsets.map((o) => [o.topic, o.partition, o.offset])).toEqual([
       [t, 0, 3n],
@@ -334,9 +348,7 @@ describe("integration > consumer groups (GroupService)", () => {
   it("forgets a deleted topic's offsets, so a re-created topic starts fresh", async () => {
     const t = await topic(1);
     await fill(t, 0, 5);
-    const g = randomTopic("grp");
-    const m = join(g, { topics: [t] });
-    await m.until((x) => x.assigned.length === 1);
+    const { g, m } = await member([t], 1);
     await m.commit([{ topic: t, partition: 0, offset: 5n }]);
     await m.leave();
     await api(s).deleteTopic({ topic: t });
@@ -361,21 +373,16 @@ describe("integration > consumer groups (GroupService)", () => {
     const lost = await topic(1);
     await fill(keep, 0, 3);
     await fill(lost, 0, 3);
-    const g = randomTopic("grp");
-    const m = join(g, { topics: [keep, lost] });
-    await m.until((x) => x.assigned.length === 2);
+    const { g, m } = await member([keep, lost], 2);
     await m.commit([
       { topic: keep, partition: 0, offset: 2n },
       { topic: lost, partition: 0, offset: 3n },
     ]);
     await m.leave();
-    stub.close();
-    s.close();
-    await broker.broker.shutdown();
-    await rm(joinPath(broker.dataDir, "topics", lost), { recursive: true });
-    broker = await broker.restart();
-    s = stubs(broker.address);
-    stub = groupStub(broker.address);
+    await restart(async () => {
+      await broker.broker.shutdown();
+      await rm(joinPath(broker.dataDir, "topics", lost), { recursive: true });
+    });
     const kept = await groupApi(stub).committed(g);
     expect(kept.offsets.map((o) => [o.topic, o.offset])).toEqual(
       [
@@ -400,9 +407,7 @@ describe("integration > consumer groups (GroupService)", () => {
     const t = await topic(2);
     await fill(t, 0, 6);
     await fill(t, 1, 6);
-    const g = randomTopic("grp");
-    const m = join(g, { topics: [t], autoRelease: false });
-    await m.until((x) => x.assigned.length === 2);
+    const { g, m } = await member([t], 2, { autoRelease: false });
     // Like a client: when asked to give partitions up, commit what was processed, then release.
     let handedBack = false;
     const handOver = m
@@ -420,11 +425,7 @@ describe("integration > consumer groups (GroupService)", () => {
     await stopping;
     expect(handedBack).toBe(true);
     expect(m.error?.code).toBe(status.UNAVAILABLE);
-    stub.close();
-    s.close();
-    broker = await broker.restart();
-    s = stubs(broker.address);
-    stub = groupStub(broker.address);
+    await restart();
     const got = await groupApi(stub).committed(g);
     expect(got.offsets.map((o) => o.offset)).toEqual([5n, 6n]);
   });

@@ -6,56 +6,25 @@
  * fetch ending with NOT_FOUND stops that partition only; a rejoin that fails with NOT_FOUND names
  * the topic).
  */
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   type ConsumedRecord,
-  createClient,
   type LogEntry,
   type RillClient,
   TopicNotFoundError,
   type TopicPartition,
 } from "../../../../clients/ts/src/index.js";
-import {
-  append,
-  type FakeGroupBroker,
-  failFetches,
-  fill,
-  message,
-  startFakeGroupBroker,
-  status,
-} from "./fake-group-broker.js";
+import { append, type FakeGroupBroker, failFetches, fill, message, status } from "./fake-group-broker.js";
+import { sleep, text, until, useFakeGroupClient } from "./fake-group-client.js";
 
 let fake: FakeGroupBroker;
 let client: RillClient;
 let logs: LogEntry[];
 
-beforeEach(async () => {
-  fake = await startFakeGroupBroker();
-  logs = [];
-  client = createClient({
-    brokers: fake.address,
-    retry: { initialDelayMs: 5, maxDelayMs: 20, maxAttempts: 3, maxElapsedMs: 2_000 },
-    requestTimeoutMs: 2_000,
-    log: (e) => logs.push(e),
-    logLevel: "debug",
-  });
+useFakeGroupClient((setup) => {
+  ({ fake, client, logs } = setup);
 });
 
-afterEach(async () => {
-  await client.close().catch(() => {});
-  await fake.stop();
-});
-
-async function until(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const text = (r: ConsumedRecord) => r.value.toString();
 const names = (event: string, tps: TopicPartition[]) =>
   tps.map((tp) => `${event} ${tp.topic}/${tp.partition}`);
 

@@ -3,49 +3,25 @@
  * (fake-group-broker.ts): revocation order, the record in hand, lost memberships, refused commits,
  * out-of-range committed offsets, fatal join errors, close and abort.
  */
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   type ConsumedRecord,
-  createClient,
   FailedPreconditionError,
   InvalidArgumentError,
   type LogEntry,
   type RillClient,
   TopicNotFoundError,
 } from "../../../../clients/ts/src/index.js";
-import { type FakeGroupBroker, fill, message, startFakeGroupBroker, status } from "./fake-group-broker.js";
+import { type FakeGroupBroker, fill, message, status } from "./fake-group-broker.js";
+import { sleep, text, until, useFakeGroupClient } from "./fake-group-client.js";
 
 let fake: FakeGroupBroker;
 let client: RillClient;
 let logs: LogEntry[];
 
-beforeEach(async () => {
-  fake = await startFakeGroupBroker();
-  logs = [];
-  client = createClient({
-    brokers: fake.address,
-    retry: { initialDelayMs: 5, maxDelayMs: 20, maxAttempts: 3, maxElapsedMs: 2_000 },
-    requestTimeoutMs: 2_000,
-    log: (e) => logs.push(e),
-    logLevel: "debug",
-  });
+useFakeGroupClient((setup) => {
+  ({ fake, client, logs } = setup);
 });
-
-afterEach(async () => {
-  await client.close().catch(() => {});
-  await fake.stop();
-});
-
-async function until(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const text = (r: ConsumedRecord) => r.value.toString();
 
 describe("client > group subscription > protocol", () => {
   it("revokes in order: stop, drop queued records, commit processed, revoked, then release", async () => {
