@@ -39,6 +39,7 @@ export interface BrokerConfig {
   maxReceiveMessageBytes: number;
   maxRecordsPerBatch: number;
   maxBatchesPerProduceStream: number;
+  maxInflightBatchesPerSession: number;
   shutdownTimeoutMs: number;
   /** -1: connections live as long as clients keep them. */
   maxConnectionAgeMs: number;
@@ -179,6 +180,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     max: 10_000_000,
     target: "maxBatchesPerProduceStream",
     doc: "most batches one Produce stream may carry (its single response lists them all)",
+  },
+  {
+    key: "max.inflight.batches.per.session",
+    kind: "int",
+    default: "1000",
+    min: 1,
+    max: 1_000_000,
+    target: "maxInflightBatchesPerSession",
+    doc: "most batches of one ProduceSession read but not yet answered; past it the broker stops reading that stream until its answers go out",
   },
   {
     key: "shutdown.timeout.ms",

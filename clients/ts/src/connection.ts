@@ -16,6 +16,7 @@ import {
   Channel,
   type ChannelCredentials,
   type ChannelOptions,
+  type ClientDuplexStream,
   type ClientReadableStream,
   type ClientWritableStream,
   credentials as grpcCredentials,
@@ -33,6 +34,7 @@ import {
   LogServiceClient,
   LogServiceService,
   type ProduceResponse,
+  type ProduceSessionResponse,
 } from "./gen/rill/v1/log.js";
 
 /** Channel options every connection starts from; `ConnectionOptions.channelOptions` overrides them. */
@@ -93,6 +95,32 @@ const RawProduceClientCtor = makeGenericClientConstructor(
 ) => RawProduceClient;
 
 /**
+ * The ProduceSession method with a request serializer that takes the encoded
+ * `ProduceSessionRequest` (the producer frames each batch's kept `ProduceRequest` bytes itself).
+ */
+export interface RawProduceSessionClient {
+  produceSession(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<Buffer, ProduceSessionResponse>;
+  close(): void;
+}
+
+const RawProduceSessionClientCtor = makeGenericClientConstructor(
+  {
+    produceSession: {
+      ...LogServiceService.produceSession,
+      requestSerialize: (value: Buffer): Buffer => value,
+    },
+  },
+  "rill.v1.LogService",
+) as unknown as new (
+  address: string,
+  credentials: ChannelCredentials,
+  options: Record<string, unknown>,
+) => RawProduceSessionClient;
+
+/**
  * The Fetch method with a response deserializer that leaves the batches encoded: the consumer
  * decodes their records itself, without the generated per-record objects and copies.
  */
@@ -136,6 +164,7 @@ export class Connection {
   readonly channel: Channel;
   readonly log: LogServiceClient;
   readonly rawProduce: RawProduceClient;
+  readonly rawProduceSession: RawProduceSessionClient;
   readonly rawFetch: RawFetchClient;
   readonly admin: AdminServiceClient;
   readonly cluster: ClusterServiceClient;
@@ -151,6 +180,7 @@ export class Connection {
     const clientOptions = { channelOverride: this.channel };
     this.log = new LogServiceClient(this.address, creds, clientOptions);
     this.rawProduce = new RawProduceClientCtor(this.address, creds, clientOptions);
+    this.rawProduceSession = new RawProduceSessionClientCtor(this.address, creds, clientOptions);
     this.rawFetch = new RawFetchClientCtor(this.address, creds, clientOptions);
     this.admin = new AdminServiceClient(this.address, creds, clientOptions);
     this.cluster = new ClusterServiceClient(this.address, creds, clientOptions);

@@ -107,6 +107,7 @@ export {
 export {
   type BytesLike,
   Producer,
+  type ProducerAcks,
   type ProducerDurability,
   type ProducerHeader,
   type ProducerOptions,

@@ -1,6 +1,7 @@
 /**
- * LogService: Produce, Fetch, ListOffsets. Thin: it validates, calls the broker layer and maps
- * errors through status.ts. Produce requests arrive as lazy views (codecs/produce-request.ts) and
+ * LogService: Produce, ProduceSession (produce-session.ts), Fetch, ListOffsets. Thin: it validates,
+ * calls the broker layer and maps errors through status.ts. Produce requests arrive as lazy views
+ * (codecs/produce-request.ts, codecs/produce-session.ts) and are appended by produce-append.ts;
  * Fetch responses leave as raw segment bytes (codecs/fetch-response.ts): no record is decoded or
  * re-encoded on this path.
  */
@@ -15,7 +16,6 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import {
-  Durability,
   type FetchRequest,
   type ListOffsetsRequest,
   type ListOffsetsResponse,
@@ -34,11 +34,12 @@ import {
 import type { Partition } from "../broker/partition.js";
 import { validateTopicName } from "../broker/topic-name.js";
 import { LogClosedError, OffsetOutOfRangeError } from "../storage/errors.js";
-import { type AppendInput, CompressionCode } from "../storage/log-api.js";
 import { buildFetchResponse } from "./codecs/fetch-response.js";
 import { decodeProduceRequestView, type ProduceRequestView } from "./codecs/produce-request.js";
-import { countRecords } from "./codecs/record-batch.js";
+import { decodeProduceSessionRequestView } from "./codecs/produce-session.js";
 import { type OpenStream, type RpcContext, track } from "./context.js";
+import { appendBatch } from "./produce-append.js";
+import { produceSession, type SessionCall } from "./produce-session.js";
 import { toServiceError } from "./status.js";
 
 /** The trailer that tells a producer how many batches of a failed stream were appended. */
@@ -48,6 +49,11 @@ export const APPENDED_BATCHES_TRAILER = "rill-appended-batches";
 export const logServiceDefinition: ServiceDefinition = {
   ...LogServiceService,
   produce: { ...LogServiceService.produce, requestDeserialize: decodeProduceRequestView },
+  produceSession: {
+    ...LogServiceService.produceSession,
+    requestDeserialize: decodeProduceSessionRequestView,
+    responseSerialize: (answer: Buffer) => answer,
+  },
   fetch: { ...LogServiceService.fetch, responseSerialize: (frames: Buffer) => frames },
 } as unknown as ServiceDefinition;
 
@@ -57,6 +63,7 @@ export function logServiceImplementation(ctx: RpcContext): UntypedServiceImpleme
       call: ServerReadableStream<ProduceRequestView, ProduceResponse>,
       cb: sendUnaryData<ProduceResponse>,
     ) => void track(ctx, produce(ctx, call, cb)),
+    produceSession: (call: SessionCall) => void track(ctx, produceSession(ctx, call)),
     fetch: (call: ServerWritableStream<FetchRequest, Buffer>) => void track(ctx, fetch(ctx, call)),
     listOffsets: (
       call: ServerUnaryCall<ListOffsetsRequest, ListOffsetsResponse>,
@@ -71,84 +78,6 @@ export function logServiceImplementation(ctx: RpcContext): UntypedServiceImpleme
 
 // ---------------------------------------------------------------------------------------------
 // Produce
-
-/** Checks a batch against everything that does not need the topic; returns what to append. */
-function validateBatch(ctx: RpcContext, req: ProduceRequestView): AppendInput {
-  if (req.malformed) throw new InvalidRequestError(req.malformed);
-  validateTopicName(req.topic);
-  if (req.partition < 0) throw new InvalidRequestError(`partition must be >= 0, not ${req.partition}`);
-  if (req.durability < 0 || req.durability > Durability.DURABILITY_FSYNCED) {
-    throw new InvalidRequestError(`unknown durability ${req.durability}; use WRITTEN or FSYNCED`);
-  }
-  const compression =
-    req.compression === CompressionCode.Unspecified ? CompressionCode.None : req.compression;
-  if (compression < CompressionCode.None || compression > CompressionCode.Lz4) {
-    throw new InvalidRequestError(`unknown compression ${req.compression}; use NONE, GZIP, ZSTD or LZ4`);
-  }
-  const { maxRecordsPerBatch } = ctx.core.config;
-  if (compression === CompressionCode.None) {
-    if (req.compressedRecords?.length) {
-      throw new InvalidRequestError(
-        "compressed_records is set but compression is NONE; set compression or send records",
-      );
-    }
-    const records = req.records;
-    if (!records || records.length === 0)
-      throw new InvalidRequestError("the batch is empty; send at least one record");
-    const recordCount = countRecords(records);
-    if (recordCount === 0) throw new InvalidRequestError("the batch is empty; send at least one record");
-    if (recordCount > maxRecordsPerBatch) {
-      throw new LimitExceededError(
-        `the batch holds ${recordCount} records; the limit is ${maxRecordsPerBatch}, split it`,
-      );
-    }
-    return { records, recordCount, compression };
-  }
-  const records = req.compressedRecords;
-  if (!records || records.length === 0) {
-    throw new InvalidRequestError(
-      "compression is set but compressed_records is empty; send the compressed RecordBatch",
-    );
-  }
-  if (req.records?.length)
-    throw new InvalidRequestError("send either records or compressed_records, not both");
-  if (req.recordCount < 1) {
-    throw new InvalidRequestError(
-      "record_count must be >= 1 for a compressed batch (the broker does not decompress)",
-    );
-  }
-  if (req.recordCount > maxRecordsPerBatch) {
-    throw new LimitExceededError(
-      `the batch holds ${req.recordCount} records; the limit is ${maxRecordsPerBatch}, split it`,
-    );
-  }
-  return { records, recordCount: req.recordCount, compression };
-}
-
-async function partitionForProduce(
-  ctx: RpcContext,
-  req: ProduceRequestView,
-  batchBytes: number,
-): Promise<Partition> {
-  const { topics, config } = ctx.core;
-  if (!topics.get(req.topic)) {
-    if (!config.autoCreateTopics) throw new TopicNotFoundError(req.topic);
-    // Checked before the topic exists, so a refused first batch creates nothing.
-    checkBatchSize(req.topic, batchBytes, config.topicDefaults.maxBatchBytes);
-    await topics.getOrCreate(req.topic, config.defaultPartitions);
-  }
-  const partition = topics.partition(req.topic, req.partition);
-  checkBatchSize(req.topic, batchBytes, partition.maxBatchBytes);
-  return partition;
-}
-
-function checkBatchSize(topic: string, size: number, limit: number): void {
-  if (size > limit) {
-    throw new LimitExceededError(
-      `the batch is ${size} bytes; topic "${topic}" accepts at most ${limit} (max.batch.bytes): send smaller batches`,
-    );
-  }
-}
 
 async function produce(
   ctx: RpcContext,
@@ -169,24 +98,15 @@ async function produce(
           `a Produce stream may carry at most ${maxBatchesPerProduceStream} batches (max.batches.per.produce.stream): end this stream and open another`,
         );
       }
-      const input = validateBatch(ctx, req);
-      const partition = await partitionForProduce(ctx, req, input.records.length);
-      const [appended] = partition.append([input]);
-      ctx.observer?.produced(req.topic, input.recordCount, input.records.length);
+      const { partition, appended, fsync } = await appendBatch(ctx, req);
       results.push({
         topic: req.topic,
         partition: req.partition,
-        baseOffset: appended!.baseOffset,
-        recordCount: appended!.recordCount,
-        appendTimeMs: BigInt(appended!.appendTimeMs),
+        baseOffset: appended.baseOffset,
+        recordCount: appended.recordCount,
+        appendTimeMs: BigInt(appended.appendTimeMs),
       });
-      const durability =
-        req.durability === Durability.DURABILITY_UNSPECIFIED
-          ? partition.defaultDurability === "fsynced"
-            ? Durability.DURABILITY_FSYNCED
-            : Durability.DURABILITY_WRITTEN
-          : req.durability;
-      if (durability === Durability.DURABILITY_FSYNCED) {
+      if (fsync) {
         const done = partition.sync();
         done.catch(() => {}); // awaited below; a failure while the stream is open must not go unhandled
         syncs.push({ index: results.length - 1, done });

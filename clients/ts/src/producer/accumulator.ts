@@ -101,6 +101,9 @@ class OpenBatch {
   }
 }
 
+/** Seal order of every batch of the process (a batch of a partition sealed later has a larger one). */
+let sealCount = 0;
+
 /** A batch encoded and queued for (re)sending. */
 export class SealedBatch {
   /** The encoded ProduceRequest, sent as is on every attempt. */
@@ -108,6 +111,14 @@ export class SealedBatch {
   readonly recordCount: number;
   /** Bytes accounted against the producer's buffer (released when the batch settles). */
   readonly bufferedBytes: number;
+  /** When it was sealed, relative to the other batches (resends go out in this order). */
+  readonly order = ++sealCount;
+  /** Failed attempts so far (the session sender's retry budget). */
+  failedAttempts = 0;
+  /** When its first attempt failed (ms since the epoch), if one did. */
+  firstFailureAt: number | undefined;
+  /** Not to be resent before this time (ms since the epoch): the backoff after a failure. */
+  notBefore = 0;
   settled = false;
   readonly done: Promise<void>;
   private markDone!: () => void;
@@ -280,9 +291,17 @@ export class Accumulator {
   /**
    * Takes, in seal order, ready batches for one Produce stream: skipping partitions in `busy` (a
    * partition is in at most one stream at a time, which keeps its order), until `maxBytes` of encoded
-   * batches (at least one batch).
+   * batches (at least one batch) or `maxBatches` batches.
    */
-  takeReady(maxBytes: number, busy: ReadonlySet<string>): SealedBatch[] {
+  takeReady(
+    maxBytes: number,
+    busy: ReadonlySet<string> | ReadonlyMap<string, unknown>,
+    maxBatches = Number.POSITIVE_INFINITY,
+  ): SealedBatch[] {
+    if (busy.size === 0 && maxBytes === Number.POSITIVE_INFINITY) {
+      // Nothing to skip: a prefix of the queue, taken without building keys.
+      return this.ready.splice(0, Math.max(1, Math.min(maxBatches, this.ready.length)));
+    }
     const taken: SealedBatch[] = [];
     const kept: SealedBatch[] = [];
     // Partitions with a batch left behind: their later batches stay behind too, to keep order.
@@ -290,7 +309,7 @@ export class Accumulator {
     let bytes = 0;
     for (const b of this.ready) {
       const key = b.key;
-      const fits = taken.length === 0 || bytes + b.encoded.length <= maxBytes;
+      const fits = taken.length === 0 || (bytes + b.encoded.length <= maxBytes && taken.length < maxBatches);
       if (fits && !busy.has(key) && !skipped.has(key)) {
         taken.push(b);
         bytes += b.encoded.length;

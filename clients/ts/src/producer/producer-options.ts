@@ -15,16 +15,27 @@ import { DefaultPartitioner, type Partitioner } from "./partitioner.js";
 /** How acknowledged writes must be (the topic's default when undefined). */
 export type ProducerDurability = "written" | "fsynced";
 
+/**
+ * How batches are sent and acknowledged: "per-stream" (client-streaming Produce calls, each answered
+ * once for all its batches) or "per-batch" (one long-lived, pipelined ProduceSession; each batch is
+ * answered on its own). See producer.ts.
+ */
+export type ProducerAcks = "per-stream" | "per-batch";
+
 /** Producer settings; all optional. */
 export interface ProducerOptions {
-  /** How long a batch may wait for more records before it is sent (ms, default 5). */
+  /** How long a batch may wait for more records before it is sent (ms, default 5; 0: sealed once the current turn of the event loop ends). */
   lingerMs?: number;
   /** A batch is sealed when it reaches this many bytes of records (default 256 KiB). */
   batchBytes?: number;
-  /** Produce streams open at once (default 1). */
+  /** How batches are sent and acknowledged (default "per-stream"; see producer.ts). */
+  acks?: ProducerAcks;
+  /** "per-stream": Produce streams open at once (default 1). */
   maxInFlight?: number;
-  /** Encoded batch bytes sent on one Produce stream, at least one batch (default 4 MiB). */
+  /** "per-stream": encoded batch bytes sent on one Produce stream, at least one batch (default 4 MiB). */
   maxStreamBytes?: number;
+  /** "per-batch": batches sent on the session and not yet answered (default 1000). */
+  maxInFlightBatches?: number;
   /** Records buffered and not yet acknowledged, in bytes; `send` waits above it (default 32 MiB). */
   bufferBytes?: number;
   /** When the broker acknowledges (default: the topic's setting). */
@@ -35,7 +46,10 @@ export interface ProducerOptions {
   partitioner?: Partitioner;
   /** Retry policy for retriable failures (defaults from the client). */
   retry?: Partial<RetryOptions>;
-  /** Deadline of one Produce stream (ms, default: the client's requestTimeoutMs). */
+  /**
+   * Deadline of one Produce stream; "per-batch": how long a batch may wait for its answer before the
+   * session is given up and its unanswered batches resent (ms, default: the client's requestTimeoutMs).
+   */
   requestTimeoutMs?: number;
   /** Re-read a topic's partition count after this long (ms, default 5 min). */
   metadataMaxAgeMs?: number;
@@ -45,8 +59,10 @@ export interface ProducerOptions {
 export interface ResolvedProducerOptions {
   lingerMs: number;
   batchBytes: number;
+  acks: ProducerAcks;
   maxInFlight: number;
   maxStreamBytes: number;
+  maxInFlightBatches: number;
   bufferBytes: number;
   requestTimeoutMs: number;
   compression: "none" | "gzip";
@@ -67,6 +83,7 @@ const DEFAULTS = {
   batchBytes: 256 * 1024,
   maxInFlight: 1,
   maxStreamBytes: 4 * 1024 * 1024,
+  maxInFlightBatches: 1000,
   bufferBytes: 32 * 1024 * 1024,
   metadataMaxAgeMs: 5 * 60_000,
 };
@@ -78,8 +95,17 @@ export function resolveProducerOptions(
 ): ResolvedProducerOptions {
   const lingerMs = positiveInt("lingerMs", options.lingerMs, DEFAULTS.lingerMs, 0);
   const batchBytes = positiveInt("batchBytes", options.batchBytes, DEFAULTS.batchBytes);
+  const acks = options.acks ?? "per-stream";
+  if (acks !== "per-stream" && acks !== "per-batch") {
+    throw new InvalidArgumentError(`acks must be "per-stream" or "per-batch", got ${String(acks)}`);
+  }
   const maxInFlight = positiveInt("maxInFlight", options.maxInFlight, DEFAULTS.maxInFlight);
   const maxStreamBytes = positiveInt("maxStreamBytes", options.maxStreamBytes, DEFAULTS.maxStreamBytes);
+  const maxInFlightBatches = positiveInt(
+    "maxInFlightBatches",
+    options.maxInFlightBatches,
+    DEFAULTS.maxInFlightBatches,
+  );
   const bufferBytes = positiveInt("bufferBytes", options.bufferBytes, DEFAULTS.bufferBytes);
   const requestTimeoutMs = positiveInt("requestTimeoutMs", options.requestTimeoutMs, client.requestTimeoutMs);
   const compression = options.compression ?? "none";
@@ -99,8 +125,10 @@ export function resolveProducerOptions(
   return {
     lingerMs,
     batchBytes,
+    acks,
     maxInFlight,
     maxStreamBytes,
+    maxInFlightBatches,
     bufferBytes,
     requestTimeoutMs,
     compression,

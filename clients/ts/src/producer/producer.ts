@@ -1,12 +1,27 @@
 /**
  * The producer: batches records per partition and appends them through client-streaming Produce
- * calls. This file orchestrates; the parts live beside it:
+ * calls, or through one pipelined ProduceSession (`acks: "per-batch"`). This file orchestrates; the
+ * parts live beside it:
  * - `producer-options.ts`: settings, defaults and validation;
  * - `buffer-bound.ts`: the buffer bound (`bufferBytes`, `writable`, sends waiting for room);
  * - `partition-choice.ts`: partition validation and the partitioner (sticky re-asks included);
  * - `accumulator.ts`: open and sealed batches;
  * - `sender.ts`: Produce streams, the `rill-appended-batches` trailer, retries, ordering, delivery;
+ * - `session-sender.ts`: the same for the per-batch ProduceSession;
  * - `partition-counts.ts`: the partition-count cache.
+ *
+ * Acknowledgements (`acks`):
+ * - "per-stream" (default): ready batches go out together on a client-streaming Produce call (up to
+ *   `maxStreamBytes`, `maxInFlight` calls at once, a partition in one call at a time); the broker
+ *   answers once, when the call ends, so every batch of a call is acknowledged together and a send
+ *   costs at least one call.
+ * - "per-batch": one long-lived ProduceSession per producer; every batch is written to it as soon as
+ *   it is sealed, with a sequence number, up to `maxInFlightBatches` unanswered, and each is
+ *   acknowledged by its own answer, so a `send` resolves as soon as its own batches are appended and
+ *   a partition's batches are pipelined (no call per send, no waiting for a previous call). The
+ *   lowest latency for small sends (e.g. each record awaited before the next) and the least
+ *   per-send overhead. Same delivery guarantees (at-least-once; per-partition order, with one
+ *   exception described in `session-sender.ts`). Needs a broker with ProduceSession.
  *
  * Flow: `send` normalizes records, reserves their bytes in the buffer (waiting for room if it is
  * full; a send still looking up its topic's partition count holds its bytes too, so `writable`
@@ -25,19 +40,32 @@
  * placement matters.
  */
 import type { Connection } from "../connection.js";
-import { ClientClosedError, fromGrpcError, InvalidArgumentError, TopicNotFoundError } from "../errors.js";
+import {
+  ClientClosedError,
+  fromGrpcError,
+  InvalidArgumentError,
+  type RillError,
+  TopicNotFoundError,
+} from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { RetryOptions } from "../retry.js";
-import { Accumulator, partitionKey, type RecordMetadata, SendState } from "./accumulator.js";
+import {
+  Accumulator,
+  partitionKey,
+  type RecordMetadata,
+  type SealedBatch,
+  SendState,
+} from "./accumulator.js";
 import { BufferBound } from "./buffer-bound.js";
 import { PartitionChoice } from "./partition-choice.js";
 import { PartitionCounts } from "./partition-counts.js";
 import { type ProducerOptions, resolveProducerOptions } from "./producer-options.js";
 import { type Prepared, type ProducerRecord, prepare } from "./producer-record.js";
-import { Sender } from "./sender.js";
+import { type BatchSender, Sender } from "./sender.js";
+import { SessionSender } from "./session-sender.js";
 
 export type { RecordMetadata } from "./accumulator.js";
-export type { ProducerDurability, ProducerOptions } from "./producer-options.js";
+export type { ProducerAcks, ProducerDurability, ProducerOptions } from "./producer-options.js";
 export type { BytesLike, ProducerHeader, ProducerRecord } from "./producer-record.js";
 /** The `rill-appended-batches` trailer reader (exported for tests). */
 export { appendedBatches } from "./sender.js";
@@ -60,13 +88,14 @@ export class Producer {
   private readonly bound: BufferBound;
   private readonly choice: PartitionChoice;
   private readonly acc: Accumulator;
-  private readonly sender: Sender;
+  private readonly sender: BatchSender;
   /** Topics sent to before the broker knew them: refresh their count after the next ack. */
   private readonly unknownTopics = new Set<string>();
   /** Sends not yet in the accumulator (looking up metadata, waiting for room). */
   private readonly entering = new Set<Promise<SendState | undefined>>();
 
   private lingerTimer: NodeJS.Timeout | undefined;
+  private lingerImmediate: NodeJS.Immediate | undefined;
   private lingerDue = Number.POSITIVE_INFINITY;
   private closing = false;
   private closed = false;
@@ -87,16 +116,8 @@ export class Producer {
       durability: o.durability,
       onSealed: (topic, partition) => this.choice.onSealed(topic, partition),
     });
-    this.sender = new Sender({
-      connection: ctx.connection,
-      log,
-      acc: this.acc,
-      maxInFlight: o.maxInFlight,
-      maxStreamBytes: o.maxStreamBytes,
-      requestTimeoutMs: o.requestTimeoutMs,
-      retry: o.retry,
-      signal: this.abort.signal,
-      onSettle: (batch, error) => {
+    const settle = {
+      onSettle: (batch: SealedBatch, error: RillError | undefined) => {
         // Appended: an auto-created topic now has a count. Refused for its topic or partition: the
         // cached count may be stale.
         const stale =
@@ -105,8 +126,30 @@ export class Producer {
             : error instanceof TopicNotFoundError || error instanceof InvalidArgumentError;
         if (stale) this.counts.invalidate(batch.topic);
       },
-      release: (bytes) => this.bound.release(bytes),
-    });
+      release: (bytes: number) => this.bound.release(bytes),
+    };
+    this.sender =
+      o.acks === "per-batch"
+        ? new SessionSender({
+            connection: ctx.connection,
+            log,
+            acc: this.acc,
+            maxInFlightBatches: o.maxInFlightBatches,
+            requestTimeoutMs: o.requestTimeoutMs,
+            retry: o.retry,
+            ...settle,
+          })
+        : new Sender({
+            connection: ctx.connection,
+            log,
+            acc: this.acc,
+            maxInFlight: o.maxInFlight,
+            maxStreamBytes: o.maxStreamBytes,
+            requestTimeoutMs: o.requestTimeoutMs,
+            retry: o.retry,
+            signal: this.abort.signal,
+            ...settle,
+          });
   }
 
   /**
@@ -209,11 +252,12 @@ export class Producer {
   close(): Promise<void> {
     if (this.closePromise) return this.closePromise;
     this.closing = true;
-    this.closePromise = this.flush().finally(() => {
+    this.closePromise = this.flush().finally(async () => {
       this.closed = true;
       this.clearLinger();
       this.abort.abort(new ClientClosedError("the producer is closed"));
       this.bound.close();
+      await this.sender.close();
       this.ctx.onClose?.();
     });
     return this.closePromise;
@@ -264,6 +308,15 @@ export class Producer {
   }
 
   private armLinger(): void {
+    if (this.lingerMs === 0) {
+      // Seal once the sends of this turn of the event loop are in (a 0 ms timer waits about 1 ms).
+      this.lingerImmediate ??= setImmediate(() => {
+        this.lingerImmediate = undefined;
+        this.acc.sealAll();
+        this.sender.pump();
+      });
+      return;
+    }
     const due = Date.now() + this.lingerMs;
     if (this.lingerTimer !== undefined && this.lingerDue <= due) return;
     this.clearLinger();
@@ -272,6 +325,8 @@ export class Producer {
   }
 
   private clearLinger(): void {
+    if (this.lingerImmediate !== undefined) clearImmediate(this.lingerImmediate);
+    this.lingerImmediate = undefined;
     if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
     this.lingerDue = Number.POSITIVE_INFINITY;

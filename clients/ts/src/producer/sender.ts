@@ -48,6 +48,16 @@ export interface SenderContext {
   release: (bytes: number) => void;
 }
 
+/** What the producer needs from a sender (this one, or the per-batch `SessionSender`). */
+export interface BatchSender {
+  /** Sends ready batches as far as the sender's bounds allow. */
+  pump(): void;
+  /** Batches taken from the accumulator and not settled yet (or settling). */
+  readonly inFlightBatches: ReadonlySet<SealedBatch>;
+  /** Releases what the sender holds open; called once every batch settled. */
+  close(): Promise<void>;
+}
+
 /** Outcome of one Produce stream attempt. */
 interface StreamOutcome {
   response?: ProduceResponse;
@@ -55,7 +65,7 @@ interface StreamOutcome {
 }
 
 /** Sends sealed batches on Produce streams; see the file header. */
-export class Sender {
+export class Sender implements BatchSender {
   private inFlight = 0;
   /** Partitions with a batch in an open stream. */
   private readonly busy = new Set<string>();
@@ -187,21 +197,37 @@ export class Sender {
     }
   }
 
+  /** Nothing to release: every stream ends with its batches. */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
   private settleAppended(b: SealedBatch, baseOffset: bigint): void {
-    if (b.settled) return;
-    this.ctx.onSettle(b, undefined);
-    b.acknowledge(baseOffset);
-    this.ctx.release(b.bufferedBytes);
+    settleAppended(this.ctx, b, baseOffset);
   }
 
   private failBatches(batches: readonly SealedBatch[], error: RillError): void {
-    for (const b of batches) {
-      if (b.settled) continue;
-      this.ctx.onSettle(b, error);
-      b.fail(error);
-      this.ctx.release(b.bufferedBytes);
-    }
+    for (const b of batches) settleFailed(this.ctx, b, error);
   }
+}
+
+/** What settling a batch needs. */
+type SettleContext = Pick<SenderContext, "onSettle" | "release">;
+
+/** Acknowledges an appended batch (at `baseOffset`, -1n if unknown) and releases its bytes; once. */
+export function settleAppended(ctx: SettleContext, b: SealedBatch, baseOffset: bigint): void {
+  if (b.settled) return;
+  ctx.onSettle(b, undefined);
+  b.acknowledge(baseOffset);
+  ctx.release(b.bufferedBytes);
+}
+
+/** Fails a batch (its sends reject with `error`) and releases its bytes; once. */
+export function settleFailed(ctx: SettleContext, b: SealedBatch, error: RillError): void {
+  if (b.settled) return;
+  ctx.onSettle(b, error);
+  b.fail(error);
+  ctx.release(b.bufferedBytes);
 }
 
 /** The `rill-appended-batches` trailer of a failed Produce, if present and well-formed. */

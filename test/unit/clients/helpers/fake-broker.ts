@@ -7,6 +7,7 @@ import {
   Metadata,
   Server,
   ServerCredentials,
+  type ServerDuplexStream,
   type ServerReadableStream,
   type ServerWritableStream,
   type sendUnaryData,
@@ -24,8 +25,14 @@ import {
   LogServiceService,
   type ProduceRequest,
   type ProduceResponse,
+  type ProduceResult,
+  type ProduceSessionRequest,
+  type ProduceSessionResponse,
 } from "../../../../clients/ts/src/gen/rill/v1/log.js";
 import { type Batch, Compression, type Record } from "../../../../clients/ts/src/gen/rill/v1/record.js";
+
+/** A ProduceSession call as the fake broker sees it. */
+export type SessionCall = ServerDuplexStream<ProduceSessionRequest, ProduceSessionResponse>;
 
 /** What a scripted Produce call does with the requests it received. */
 export type ProduceScript = (
@@ -49,6 +56,21 @@ export interface FakeBroker {
   metadataHandler?: (request: { topics: string[] }, cb: sendUnaryData<GetMetadataResponse>) => void;
   /** Delay before answering a Produce (ms). */
   produceDelayMs: number;
+  /** Every ProduceSession call's requests, filled as they arrive (one array per call). */
+  sessions: ProduceSessionRequest[][];
+  /** ProduceSession calls the client half-closed. */
+  sessionsHalfClosed: number;
+  /**
+   * Replaces the default ProduceSession behaviour (append every batch and answer it at once; end
+   * when the client half-closes). `requests` is this call's entry of `sessions`, already filled.
+   */
+  sessionHandler?: (
+    call: SessionCall,
+    requests: ProduceSessionRequest[],
+    request: ProduceSessionRequest,
+  ) => void;
+  /** Appends a batch to `logs` as the default Produce does. */
+  append(req: ProduceRequest): ProduceResult;
   stop(): Promise<void>;
 }
 
@@ -80,12 +102,15 @@ export async function startFakeBroker(partitions = 1): Promise<FakeBroker> {
     partitions,
     produceScripts: [],
     produceDelayMs: 0,
+    sessions: [],
+    sessionsHalfClosed: 0,
+    append: (req) => append(req),
     async stop() {
       server.forceShutdown();
     },
   };
 
-  const append = (req: ProduceRequest) => {
+  const append = (req: ProduceRequest): ProduceResult => {
     const log = fake.logs.get(req.partition)!;
     const base = BigInt(log.length);
     log.push(...(req.records?.records ?? []));
@@ -118,6 +143,23 @@ export async function startFakeBroker(partitions = 1): Promise<FakeBroker> {
           cb({ code: outcome.code, details: outcome.message, metadata: md });
         }, fake.produceDelayMs);
       });
+    },
+    produceSession(call: SessionCall) {
+      const requests: ProduceSessionRequest[] = [];
+      fake.sessions.push(requests);
+      call.on("data", (r: ProduceSessionRequest) => {
+        requests.push(r);
+        if (fake.sessionHandler) {
+          fake.sessionHandler(call, requests, r);
+          return;
+        }
+        call.write({ sequence: r.sequence, outcome: { $case: "result", value: append(r.produce!) } });
+      });
+      call.on("end", () => {
+        fake.sessionsHalfClosed++;
+        call.end();
+      });
+      call.on("error", () => {});
     },
     fetch(call: ServerWritableStream<FetchRequest, FetchResponse>) {
       fake.fetchRequests.push(call.request);

@@ -1,0 +1,119 @@
+/**
+ * Appending one produced batch, shared by Produce (log-service.ts) and ProduceSession
+ * (produce-session.ts) so both apply the same checks, limits, auto-creation and durability: a
+ * batch arrives as a lazy view (codecs/produce-request.ts), is validated without decoding its
+ * records (only counted, codecs/record-batch.ts), and is appended to the page cache at once.
+ * Waiting for an fsync is the caller's business (`fsync` says whether the batch asked for one).
+ */
+import { Durability } from "../../../clients/ts/src/gen/rill/v1/log.js";
+import { InvalidRequestError, LimitExceededError, TopicNotFoundError } from "../broker/errors.js";
+import type { Partition } from "../broker/partition.js";
+import { validateTopicName } from "../broker/topic-name.js";
+import { type AppendInput, type AppendResult, CompressionCode } from "../storage/log-api.js";
+import type { ProduceRequestView } from "./codecs/produce-request.js";
+import { countRecords } from "./codecs/record-batch.js";
+import type { RpcContext } from "./context.js";
+
+/** One batch appended (to the page cache). */
+export interface AppendedBatch {
+  partition: Partition;
+  appended: AppendResult;
+  /** The batch asked (or its topic defaults) to be acknowledged only after an fsync. */
+  fsync: boolean;
+}
+
+/**
+ * Validates, finds (or auto-creates) the partition and appends one batch; reports the records to
+ * the observer. Throws the broker error a refused batch maps to (status.ts).
+ */
+export async function appendBatch(ctx: RpcContext, req: ProduceRequestView): Promise<AppendedBatch> {
+  const input = validateBatch(ctx, req);
+  const partition = await partitionForProduce(ctx, req, input.records.length);
+  const [appended] = partition.append([input]);
+  ctx.observer?.produced(req.topic, input.recordCount, input.records.length);
+  const durability =
+    req.durability === Durability.DURABILITY_UNSPECIFIED
+      ? partition.defaultDurability === "fsynced"
+        ? Durability.DURABILITY_FSYNCED
+        : Durability.DURABILITY_WRITTEN
+      : req.durability;
+  return { partition, appended: appended!, fsync: durability === Durability.DURABILITY_FSYNCED };
+}
+
+/** Checks a batch against everything that does not need the topic; returns what to append. */
+function validateBatch(ctx: RpcContext, req: ProduceRequestView): AppendInput {
+  if (req.malformed) throw new InvalidRequestError(req.malformed);
+  validateTopicName(req.topic);
+  if (req.partition < 0) throw new InvalidRequestError(`partition must be >= 0, not ${req.partition}`);
+  if (req.durability < 0 || req.durability > Durability.DURABILITY_FSYNCED) {
+    throw new InvalidRequestError(`unknown durability ${req.durability}; use WRITTEN or FSYNCED`);
+  }
+  const compression =
+    req.compression === CompressionCode.Unspecified ? CompressionCode.None : req.compression;
+  if (compression < CompressionCode.None || compression > CompressionCode.Lz4) {
+    throw new InvalidRequestError(`unknown compression ${req.compression}; use NONE, GZIP, ZSTD or LZ4`);
+  }
+  const { maxRecordsPerBatch } = ctx.core.config;
+  if (compression === CompressionCode.None) {
+    if (req.compressedRecords?.length) {
+      throw new InvalidRequestError(
+        "compressed_records is set but compression is NONE; set compression or send records",
+      );
+    }
+    const records = req.records;
+    if (!records || records.length === 0)
+      throw new InvalidRequestError("the batch is empty; send at least one record");
+    const recordCount = countRecords(records);
+    if (recordCount === 0) throw new InvalidRequestError("the batch is empty; send at least one record");
+    if (recordCount > maxRecordsPerBatch) {
+      throw new LimitExceededError(
+        `the batch holds ${recordCount} records; the limit is ${maxRecordsPerBatch}, split it`,
+      );
+    }
+    return { records, recordCount, compression };
+  }
+  const records = req.compressedRecords;
+  if (!records || records.length === 0) {
+    throw new InvalidRequestError(
+      "compression is set but compressed_records is empty; send the compressed RecordBatch",
+    );
+  }
+  if (req.records?.length)
+    throw new InvalidRequestError("send either records or compressed_records, not both");
+  if (req.recordCount < 1) {
+    throw new InvalidRequestError(
+      "record_count must be >= 1 for a compressed batch (the broker does not decompress)",
+    );
+  }
+  if (req.recordCount > maxRecordsPerBatch) {
+    throw new LimitExceededError(
+      `the batch holds ${req.recordCount} records; the limit is ${maxRecordsPerBatch}, split it`,
+    );
+  }
+  return { records, recordCount: req.recordCount, compression };
+}
+
+async function partitionForProduce(
+  ctx: RpcContext,
+  req: ProduceRequestView,
+  batchBytes: number,
+): Promise<Partition> {
+  const { topics, config } = ctx.core;
+  if (!topics.get(req.topic)) {
+    if (!config.autoCreateTopics) throw new TopicNotFoundError(req.topic);
+    // Checked before the topic exists, so a refused first batch creates nothing.
+    checkBatchSize(req.topic, batchBytes, config.topicDefaults.maxBatchBytes);
+    await topics.getOrCreate(req.topic, config.defaultPartitions);
+  }
+  const partition = topics.partition(req.topic, req.partition);
+  checkBatchSize(req.topic, batchBytes, partition.maxBatchBytes);
+  return partition;
+}
+
+function checkBatchSize(topic: string, size: number, limit: number): void {
+  if (size > limit) {
+    throw new LimitExceededError(
+      `the batch is ${size} bytes; topic "${topic}" accepts at most ${limit} (max.batch.bytes): send smaller batches`,
+    );
+  }
+}
