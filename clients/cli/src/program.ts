@@ -3,6 +3,7 @@
  * build it without running it.
  */
 import { Command, Option } from "commander";
+import { registerBenchCommand } from "./commands/bench.js";
 import { registerBrokerCommand } from "./commands/broker.js";
 import { registerConsumeCommand } from "./commands/consume.js";
 import { registerGroupCommands } from "./commands/group.js";
@@ -27,5 +28,6 @@ export function buildProgram(): Command {
   registerConsumeCommand(program);
   registerGroupCommands(program);
   registerBrokerCommand(program);
+  registerBenchCommand(program);
   return program;
 }

@@ -1,0 +1,70 @@
+/**
+ * Phase 3: the client's `Producer` with its own batching (linger and batch size), sending as fast as
+ * its buffer lets it. Records go to the producer in chunks of 1000; the bench waits only when the
+ * producer is not writable. Timed from the first send to the last acknowledgement (after flush).
+ */
+import type { ProducerRecord, RecordMetadata } from "../../../ts/src/index.js";
+import { deadline, Meter } from "./meter.js";
+import { createBenchTopic, highWatermark, readBack, withBenchClient } from "./topics.js";
+import type { BenchEnv, PhaseResult } from "./types.js";
+import { values } from "./workload.js";
+
+const CHUNK = 1000;
+/** The producer's settings (its defaults, spelled out so the report says what was measured). */
+export const PRODUCER_SETTINGS = {
+  lingerMs: 5,
+  batchBytes: 256 * 1024,
+  maxInFlight: 1,
+  durability: "written",
+} as const;
+
+export async function runProducerPhase(env: BenchEnv): Promise<PhaseResult> {
+  const name = "produce, Producer (client batching)";
+  const topic = await createBenchTopic(env, "p3");
+  const task = env.progress.start(`3. ${name}`, env.records);
+  const limit = deadline(env.phaseSeconds);
+  let acked = 0;
+  let failure: unknown;
+  const measured = await withBenchClient(env, async (client) => {
+    const producer = client.producer({ ...PRODUCER_SETTINGS });
+    const onAcked = (m: RecordMetadata[]) => {
+      acked += m.length;
+      task.update(acked);
+    };
+    const onFailed = (e: unknown) => {
+      failure ??= e;
+    };
+    const chunks: ProducerRecord[][] = [];
+    for (let first = 0; first < env.records; first += CHUNK) {
+      chunks.push(
+        values(first, Math.min(CHUNK, env.records - first)).map((value) => ({ value, partition: 0 })),
+      );
+    }
+    const meter = new Meter(env);
+    const pending: Promise<void>[] = [];
+    for (const chunk of chunks) {
+      if (failure !== undefined || limit.passed()) break;
+      pending.push(producer.send(topic, chunk).then(onAcked, onFailed));
+      if (!producer.writable) await producer.waitWritable();
+    }
+    await producer.flush();
+    await Promise.all(pending);
+    const m = meter.finish(acked, env.records);
+    await producer.close();
+    return m;
+  });
+  let error = failure === undefined ? undefined : (failure as Error).message;
+  const stored = await highWatermark(env, topic);
+  if (error === undefined && stored !== acked) error = `${acked} acknowledged but the log holds ${stored}`;
+  const consumed = env.verify ? await readBack(env, topic, env.phaseSeconds) : undefined;
+  task.done(`${measured.recordsPerSec?.toLocaleString("en-US")} records/s, ${measured.mbPerSec} MB/s`);
+  return {
+    id: "3",
+    phase: 3,
+    name,
+    ...measured,
+    consumed,
+    note: `Producer lingerMs ${PRODUCER_SETTINGS.lingerMs}, batchBytes ${PRODUCER_SETTINGS.batchBytes}, maxInFlight ${PRODUCER_SETTINGS.maxInFlight}, durability written; send() in chunks of ${CHUNK}`,
+    error,
+  };
+}
