@@ -317,8 +317,7 @@ async function probe() {
         10_000,
         "ProduceSession probe",
       );
-      if (!r || r.recordCount !== 1)
-        throw new Error(`ProduceSession probe: unexpected ack ${JSON.stringify(r)}`);
+      if (r?.recordCount !== 1) throw new Error(`ProduceSession probe: unexpected ack ${JSON.stringify(r)}`);
       session = true;
     } catch (e) {
       if (PRODUCE_MODE === "session") throw e;
