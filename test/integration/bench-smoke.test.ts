@@ -95,6 +95,9 @@ describe("integration > rill bench", () => {
       "7-up-large",
       "7-down-small",
       "7-down-large",
+      "8",
+      "9-1",
+      "9-1000",
     ]);
     for (const r of report.results) {
       expect(r.error, r.id).toBeUndefined();
@@ -130,5 +133,17 @@ describe("integration > rill bench", () => {
     }
     expect(byId.get("3")!.ceilingRatio?.small).toBeGreaterThan(0);
     expect(byId.get("4")!.ceilingRatio?.small).toBeGreaterThan(0);
+    // Phase 8: 5 × N produced while the consumer stalled, then all of them (and the warm-up) read.
+    const stalled = byId.get("8")!;
+    expect([stalled.target, stalled.records, stalled.consumed]).toEqual([5 * N, 5 * N, 5 * N + 1]);
+    expect(stalled.memory!.baselineMb).toBeGreaterThan(0);
+    expect(stalled.memory!.peakMb).toBeGreaterThanOrEqual(stalled.memory!.baselineMb);
+    expect(stalled.memory!.producedMb).toBe((5 * N * 200) / 1e6);
+    // Phase 9: N records acknowledged and stored over 1 and over 1,000 partitions, and their ratio.
+    for (const id of ["9-1", "9-1000"]) {
+      const r = byId.get(id)!;
+      expect([id, r.target, r.records, r.consumed]).toEqual([id, N, N, N]);
+    }
+    expect(byId.get("9-1000")!.partitionRatio).toBeGreaterThan(0);
   }, 180_000);
 });

@@ -6,7 +6,8 @@
  * - keepalive ping every 30 s, dead after 10 s without an answer, also while no call is open
  *   (a following consumer may sit idle for hours; the ping finds a dead peer);
  * - max receive message 64 MiB (a Fetch response holds whole batches, up to max_bytes and at least
- *   one batch), max send message 16 MiB (one Produce request carries one batch).
+ *   one batch), max send message 16 MiB (one Produce request carries one batch);
+ * - a 4 MiB HTTP/2 flow-control window, so a Fetch stream is not throttled by round trips.
  *
  * Also the small promise wrapper for unary calls, with a deadline, which turns failures into
  * `RillError`s.
@@ -44,6 +45,11 @@ export const DEFAULT_CHANNEL_OPTIONS: Readonly<ChannelOptions> = Object.freeze({
   "grpc.keepalive_permit_without_calls": 1,
   "grpc.max_receive_message_length": 64 * 1024 * 1024,
   "grpc.max_send_message_length": 16 * 1024 * 1024,
+  // HTTP/2 flow-control window (per stream and per connection). grpc-js's default is 64 KiB, so a
+  // broker streaming a Fetch could send only ~300 records of 200 B before waiting a round trip for
+  // the client's WINDOW_UPDATE; 4 MiB measured +45–57 % consume throughput (BENCHMARKS.md). It bounds
+  // what one stream may have in flight unread, so memory stays bounded by streams × 4 MiB.
+  "grpc-node.flow_control_window": 4 * 1024 * 1024,
 });
 
 /** TLS material; all optional (system roots are used when `rootCerts` is absent). */

@@ -75,7 +75,7 @@ async function runRate(env: BenchEnv, rate: number, rateSeconds: number): Promis
     })().catch((e: unknown) => {
       failure ??= e;
     });
-    const producer = client.producer({ lingerMs: 0, durability: "written" });
+    const producer = client.producer({ lingerMs: 0, durability: "written", acks: "per-batch" });
     const onFailed = (e: unknown) => {
       failure ??= e;
     };

@@ -64,6 +64,11 @@ function resultCell(r: PhaseResult): string {
     const idx = s.overheadWithIndexes === undefined ? "" : `, ${n(s.overheadWithIndexes, 2)} with indexes`;
     return `${n(s.overheadPerRecord, 2)} bytes/record over the 200-byte value${idx}`;
   }
+  if (r.memory) {
+    const m = r.memory;
+    return `broker RSS ${n(m.baselineMb, 1)} → peak ${n(m.peakMb, 1)} MB while ${n(m.producedMb, 1)} MB were produced; then read ${n(m.readAfterStall)}`;
+  }
+  if (r.partitionRatio !== undefined) return `${n(r.partitionRatio, 2)} × the 1-partition records/s`;
   if (r.ceilingRatio) {
     const c = r.ceilingRatio;
     return `${n(c.small, 2)} × ceiling (small msgs), ${n(c.large, 2)} × (large msgs)`;

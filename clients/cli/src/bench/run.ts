@@ -14,7 +14,9 @@ import { runAckedPhase } from "./phase-acked.js";
 import { runCeilingPhase } from "./phase-ceiling.js";
 import { runConsumePhase } from "./phase-consume.js";
 import { runLatencyPhase } from "./phase-latency.js";
+import { runPartitionsPhase } from "./phase-partitions.js";
 import { runProducerPhase } from "./phase-producer.js";
+import { runStalledPhase } from "./phase-stalled.js";
 import { runStoragePhase } from "./phase-storage.js";
 import { summarizeProfile } from "./profile.js";
 import { Progress } from "./progress.js";
@@ -23,7 +25,7 @@ import { svgChart } from "./svg.js";
 import { withBenchClient } from "./topics.js";
 import type { BenchEnv, PhaseResult } from "./types.js";
 
-export const ALL_PHASES = [1, 2, 3, 4, 5, 6, 7] as const;
+export const ALL_PHASES = [1, 2, 3, 4, 5, 6, 7, 8, 9] as const;
 
 export interface BenchOptions {
   records: number;
@@ -151,6 +153,8 @@ async function runPhases(env: BenchEnv, o: BenchOptions, results: PhaseResult[])
   await run(5, "end-to-end latency", () => runLatencyPhase(env, o.rates, o.rateSeconds));
   await run(6, "storage overhead", () => runStoragePhase(env));
   await run(7, "ceiling", () => runCeilingPhase(env));
+  await run(8, "stalled consumer", () => runStalledPhase(env));
+  await run(9, "1 vs 1,000 partitions", () => runPartitionsPhase(env));
 }
 
 function failure(phase: number, name: string, e: unknown): PhaseResult {

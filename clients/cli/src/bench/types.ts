@@ -61,6 +61,18 @@ export interface StorageSummary {
   source: "files" | "DescribeTopic";
 }
 
+/** Phase 8's memory figures. */
+export interface StalledMemory {
+  /** Broker RSS when the consumer had stalled, before the load. */
+  baselineMb: number;
+  /** Highest broker RSS sampled while the producer ran. */
+  peakMb: number;
+  /** Payload produced meanwhile. */
+  producedMb: number;
+  /** Records the consumer read in all, once it read on (the warm-up record included). */
+  readAfterStall: number;
+}
+
 /** One row of the results. */
 export interface PhaseResult {
   /** Stable id, e.g. "1-written", "5-10000", "7-up-10k". */
@@ -87,6 +99,10 @@ export interface PhaseResult {
   consumed?: number | undefined;
   latency?: LatencySummary | undefined;
   storage?: StorageSummary | undefined;
+  /** Phase 8: the broker's resident memory while a consumer stalls (MB = 10^6 bytes). */
+  memory?: StalledMemory | undefined;
+  /** Phase 9, many partitions: records/s over the 1-partition run of the same phase. */
+  partitionRatio?: number | undefined;
   /** Phase 3/4 throughput over the phase-7 ceiling (bytes/s), set by the report. */
   ceilingRatio?: { small: number | undefined; large: number | undefined } | undefined;
   /** How it was done (API, settings). */

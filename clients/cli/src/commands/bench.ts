@@ -11,6 +11,8 @@
  *   5  end-to-end latency, produce → following consumer, at fixed rates (p50/p99/p99.9)
  *   6  storage overhead: bytes on disk per 200-byte record, batches of 50
  *   7  the ceiling: the same bytes over bare grpc-js streams, no storage (ratios beside 3 and 4)
+ *   8  a stalled consumer (stream open, not reading) beside a full-speed Producer: broker RSS
+ *   9  the Producer over 1 partition and over 1,000 partitions, side by side
  *
  * Progress bars on a terminal (stderr), the results table on stdout, and the results saved as
  * `<out>/<UTC stamp>.{json,md,svg}`. Exit code 1 if a phase failed. Every phase is capped by
@@ -45,7 +47,7 @@ export function parseList(name: string, value: string, min: number): number[] {
 /** The options of a run from the command line. */
 export function benchOptions(flags: BenchFlags, broker: string | undefined, command: string): BenchOptions {
   const phases = parseList("--phases", flags.phases, 1);
-  for (const p of phases) if (p > 7) throw new CliError(`--phases: there is no phase ${p} (1 to 7)`, 2);
+  for (const p of phases) if (p > 9) throw new CliError(`--phases: there is no phase ${p} (1 to 9)`, 2);
   const d = flags.durability;
   if (d !== "both" && d !== "written" && d !== "fsynced") {
     throw new CliError(`--durability must be written, fsynced or both, got "${d}"`, 2);
@@ -71,7 +73,7 @@ export function registerBenchCommand(program: Command): void {
     .command("bench")
     .description("measure a broker: produce, consume, latency, storage overhead, and the gRPC ceiling")
     .option("-n, --records <n>", "records per phase", "200000")
-    .option("--phases <list>", "phases to run, e.g. 1,2,4 (1-7, listed below)", "1,2,3,4,5,6,7")
+    .option("--phases <list>", "phases to run, e.g. 1,2,4 (1-9, listed below)", "1,2,3,4,5,6,7,8,9")
     .option("--durability <mode>", "durability of phases 1 and 2: written | fsynced | both", "both")
     .option("--rates <list>", "records/s of the latency phase (5)", DEFAULT_RATES.join(","))
     .option("--rate-seconds <s>", "seconds per rate of phase 5 (records: min(n, rate × s))", "10")
@@ -84,7 +86,8 @@ export function registerBenchCommand(program: Command): void {
       "after",
       "\nPhases: 1 produce batch 1 (acked one by one), 2 produce batch 50, 3 Producer (client batching),\n" +
         "4 consume from offset 0, 5 end-to-end latency at --rates, 6 bytes on disk per record,\n" +
-        "7 bare grpc-js ceiling. Without --broker (or RILL_BROKER) a broker is started for the run.",
+        "7 bare grpc-js ceiling, 8 broker memory beside a stalled consumer, 9 1 vs 1,000 partitions.\n" +
+        "Without --broker (or RILL_BROKER) a broker is started for the run.",
     )
     .action(async (flags: BenchFlags, cmd: Command) => {
       const source = cmd.parent?.getOptionValueSource("broker");
