@@ -40,7 +40,13 @@ RUN mkdir /data && chown 1000:1000 /data
 USER 1000:1000
 VOLUME /data
 # Non-loopback listen address (the broker's default is 127.0.0.1); logs as JSON lines.
+# Without TLS the broker refuses a non-loopback address unless told it is on purpose: the image
+# says so (RILL_INSECURE), for a network where a proxy or service mesh terminates (m)TLS, or a
+# trusted host network. To serve TLS itself, mount the PEM files and set
+# RILL_TLS_CERT/RILL_TLS_KEY (and RILL_TLS_CLIENT_CA, RILL_REQUIRE_CLIENT_CERT=true for mutual TLS)
+# and RILL_INSECURE=false. See the README's "Security: TLS".
 ENV RILL_LISTEN=0.0.0.0:50051 \
+    RILL_INSECURE=true \
     RILL_DATA_DIR=/data \
     RILL_LOG_PRETTY=false
 EXPOSE 50051

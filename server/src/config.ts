@@ -25,6 +25,23 @@ export interface TopicSettings {
 export interface BrokerConfig {
   /** host:port to listen on. Port 0 picks a free port. */
   listen: string;
+  /** PEM files for TLS (rpc/tls.ts reads them); undefined: plaintext. */
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  /** CA bundle verifying client certificates (mutual TLS). */
+  tlsClientCa?: string | undefined;
+  requireClientCert: boolean;
+  /** Allow plaintext listeners on a non-loopback address (rpc/exposure.ts). */
+  insecure: boolean;
+  /** Bearer tokens → principals (rpc/auth/tokens.ts); set: calls must authenticate. */
+  authTokensFile?: string | undefined;
+  /** ACLs and quota overrides (rpc/auth/acl.ts); set: deny unless granted. */
+  authAclFile?: string | undefined;
+  authPublicHealth: boolean;
+  authPublicReflection: boolean;
+  /** Default per-principal byte rates (rpc/auth/quota.ts); -1 = unlimited. */
+  quotaProduceBytesPerSecond: number;
+  quotaFetchBytesPerSecond: number;
   dataDir: string;
   autoCreateTopics: boolean;
   defaultPartitions: number;
@@ -44,7 +61,17 @@ export interface BrokerConfig {
   /** -1: connections live as long as clients keep them. */
   maxConnectionAgeMs: number;
   maxConnectionAgeGraceMs: number;
+  /** -1: an idle connection stays open. */
+  maxConnectionIdleMs: number;
+  keepaliveTimeMs: number;
+  keepaliveTimeoutMs: number;
+  maxConcurrentStreams: number;
+  maxOpenStreams: number;
+  /** -1: a client stream may stay silent for ever. */
+  streamIdleTimeoutMs: number;
   retentionCheckIntervalMs: number;
+  /** After a failed fsync, how often a partition tries the disk again (partition.ts probe). */
+  storageFaultRetryMs: number;
   groupSessionTimeoutMs: number;
   groupMinSessionTimeoutMs: number;
   groupMaxSessionTimeoutMs: number;
@@ -80,6 +107,87 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: "127.0.0.1:50051",
     target: "listen",
     doc: "host:port to serve gRPC on (port 0 = any free port)",
+  },
+  {
+    key: "tls.cert",
+    kind: "string",
+    default: undefined,
+    target: "tlsCert",
+    doc: "PEM file with the broker's certificate chain; serves gRPC (health and reflection too) over TLS only (needs tls.key)",
+  },
+  {
+    key: "tls.key",
+    kind: "string",
+    default: undefined,
+    target: "tlsKey",
+    doc: "PEM file with the private key of tls.cert",
+  },
+  {
+    key: "tls.client.ca",
+    kind: "string",
+    default: undefined,
+    target: "tlsClientCa",
+    doc: "PEM file of the CA(s) whose client certificates are verified (mutual TLS; needs tls.cert)",
+  },
+  {
+    key: "require.client.cert",
+    kind: "bool",
+    default: "false",
+    target: "requireClientCert",
+    doc: "refuse TLS clients without a certificate signed by tls.client.ca (needs tls.client.ca)",
+  },
+  {
+    key: "insecure",
+    kind: "bool",
+    default: "false",
+    target: "insecure",
+    doc: "allow plaintext (no TLS) gRPC, and the plain-HTTP metrics endpoint, on a non-loopback listen address, e.g. behind a mesh that terminates mTLS (logs a warning)",
+  },
+  {
+    key: "auth.tokens.file",
+    kind: "string",
+    default: undefined,
+    target: "authTokensFile",
+    doc: 'JSON file of bearer tokens, {"tokens":[{"token" or "sha256":…,"principal":…}]}; set: every call must authenticate (token or client certificate)',
+  },
+  {
+    key: "auth.acl.file",
+    kind: "string",
+    default: undefined,
+    target: "authAclFile",
+    doc: 'JSON file of ACLs on topic/group patterns and per-principal quotas, {"acls":[…],"quotas":{…}}; set: every operation is denied unless an ACL grants it',
+  },
+  {
+    key: "auth.public.health",
+    kind: "bool",
+    default: "true",
+    target: "authPublicHealth",
+    doc: "serve grpc.health.v1.Health without credentials (probes); false: it needs a token or client certificate too",
+  },
+  {
+    key: "auth.public.reflection",
+    kind: "bool",
+    default: "false",
+    target: "authPublicReflection",
+    doc: "serve server reflection without credentials when authentication is on",
+  },
+  {
+    key: "quota.produce.bytes.per.second",
+    kind: "int",
+    default: "-1",
+    min: -1,
+    max: INT_MAX,
+    target: "quotaProduceBytesPerSecond",
+    doc: "per-principal Produce byte rate past which the broker slows reading (throttles, never fails); -1 = unlimited; auth.acl.file quotas override it",
+  },
+  {
+    key: "quota.fetch.bytes.per.second",
+    kind: "int",
+    default: "-1",
+    min: -1,
+    max: INT_MAX,
+    target: "quotaFetchBytesPerSecond",
+    doc: "per-principal Fetch byte rate past which the broker delays sending; -1 = unlimited; auth.acl.file quotas override it",
   },
   {
     key: "data.dir",
@@ -217,6 +325,61 @@ export const SETTINGS: readonly SettingSpec[] = [
     target: "maxConnectionAgeGraceMs",
     doc: "after that GOAWAY, how long calls may go on before the connection is closed; following Fetch and JoinGroup streams are then cut with UNAVAILABLE and clients resume",
   },
+  // Slow and vanished clients (rpc/stream-limits.ts; defaults argued in docs/design-decisions.md).
+  {
+    key: "max.connection.idle.ms",
+    kind: "int",
+    default: "-1",
+    min: -1,
+    max: TIMER_MAX,
+    target: "maxConnectionIdleMs",
+    doc: "close a connection (GOAWAY) that has had no call open for this long; clients reconnect on their next call (-1 = never)",
+  },
+  {
+    key: "keepalive.time.ms",
+    kind: "int",
+    default: "60000",
+    min: 100,
+    max: TIMER_MAX,
+    target: "keepaliveTimeMs",
+    doc: "ping every connection this often; a client that does not answer within keepalive.timeout.ms is disconnected and its calls end (finds clients that vanished without closing)",
+  },
+  {
+    key: "keepalive.timeout.ms",
+    kind: "int",
+    default: "20000",
+    min: 100,
+    max: TIMER_MAX,
+    target: "keepaliveTimeoutMs",
+    doc: "how long the broker waits for the answer to a keepalive ping before it closes the connection",
+  },
+  {
+    key: "max.concurrent.streams",
+    kind: "int",
+    default: "10000",
+    min: 1,
+    max: 2 ** 31 - 1,
+    target: "maxConcurrentStreams",
+    doc: "most calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); a client's further calls wait in the client until one ends",
+  },
+  {
+    key: "max.open.streams",
+    kind: "int",
+    default: "10000",
+    min: 1,
+    max: 10_000_000,
+    target: "maxOpenStreams",
+    doc: "most streaming calls (Produce, ProduceSession, Fetch, JoinGroup, Watch, reflection) open in the whole broker; past it new ones get RESOURCE_EXHAUSTED",
+  },
+  {
+    key: "stream.idle.timeout.ms",
+    kind: "int",
+    default: "300000",
+    min: -1,
+    max: TIMER_MAX,
+    target: "streamIdleTimeoutMs",
+    doc: "end a Produce or ProduceSession stream (any client-streaming call) that sends no message for this long, with DEADLINE_EXCEEDED; clients open a new one (-1 = never)",
+  },
   {
     key: "retention.check.interval.ms",
     kind: "int",
@@ -225,6 +388,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     max: DAY_MS,
     target: "retentionCheckIntervalMs",
     doc: "how often retention runs",
+  },
+  {
+    key: "storage.fault.retry.ms",
+    kind: "int",
+    default: "5000",
+    min: 10,
+    max: 3_600_000,
+    target: "storageFaultRetryMs",
+    doc: "after a failed fsync, how often a partition rewrites and fsyncs its unflushed data to resume writes",
   },
   {
     key: "group.session.timeout.ms",
@@ -437,8 +609,22 @@ export function loadConfig(
       `fetch.default.max.bytes (${result.fetchDefaultMaxBytes}) must not exceed fetch.max.bytes (${result.fetchMaxBytes})`,
     );
   }
+  checkTlsSettings(result);
   if (result.maxConnectionAgeMs === 0) {
     throw new ConfigError("max.connection.age.ms must be -1 (never) or a positive number of milliseconds");
+  }
+  for (const key of ["quotaProduceBytesPerSecond", "quotaFetchBytesPerSecond"] as const) {
+    if (result[key] === 0) {
+      const name = key === "quotaProduceBytesPerSecond" ? "produce" : "fetch";
+      throw new ConfigError(`quota.${name}.bytes.per.second must be -1 (unlimited) or a positive byte rate`);
+    }
+  }
+  for (const [key, value] of [
+    ["max.connection.idle.ms", result.maxConnectionIdleMs],
+    ["stream.idle.timeout.ms", result.streamIdleTimeoutMs],
+  ] as const) {
+    if (value !== -1 && value < 100)
+      throw new ConfigError(`${key} must be -1 (never) or at least 100 milliseconds, not ${value}`);
   }
   const {
     groupSessionTimeoutMs: session,
@@ -451,6 +637,31 @@ export function loadConfig(
     );
   }
   return result;
+}
+
+/**
+ * The TLS settings that only make sense together (the files themselves are read by rpc/tls.ts,
+ * which checks again: a config built without loadConfig must not fall back to plaintext).
+ */
+export function checkTlsSettings(
+  c: Pick<BrokerConfig, "tlsCert" | "tlsKey" | "tlsClientCa" | "requireClientCert">,
+): void {
+  if (c.tlsKey !== undefined && c.tlsCert === undefined)
+    throw new ConfigError(
+      "tls.key is set but tls.cert is not: give --tls-cert with the certificate of that key",
+    );
+  if (c.tlsCert !== undefined && c.tlsKey === undefined)
+    throw new ConfigError(
+      "tls.cert is set but tls.key is not: give --tls-key with the certificate's private key",
+    );
+  if (c.tlsClientCa !== undefined && c.tlsCert === undefined)
+    throw new ConfigError(
+      "tls.client.ca needs TLS: give --tls-cert and --tls-key as well (client certificates are checked only over TLS)",
+    );
+  if (c.requireClientCert && c.tlsClientCa === undefined)
+    throw new ConfigError(
+      "require.client.cert needs --tls-client-ca (the CA that signs the client certificates) and --tls-cert/--tls-key",
+    );
 }
 
 /** Room a ProduceRequest needs besides its batch (topic name, scalars, tags). */

@@ -40,6 +40,13 @@ describe("config > load", () => {
     expect(() => loadConfig({ "auto.create.topics": "perhaps" })).toThrow(/true or false/);
     expect(() => loadConfig({ listen: "localhost" })).toThrow(/HOST:PORT/);
     expect(() => loadConfig({ "max.connection.age.ms": "0" })).toThrow(/-1 \(never\) or a positive/);
+    expect(() => loadConfig({ "stream.idle.timeout.ms": "0" })).toThrow(
+      /stream.idle.timeout.ms.*-1 \(never\) or at least 100/,
+    );
+    expect(() => loadConfig({ "max.connection.idle.ms": "50" })).toThrow(
+      /max.connection.idle.ms.*at least 100/,
+    );
+    expect(() => loadConfig({ "keepalive.time.ms": "0" })).toThrow(/keepalive.time.ms/);
     expect(() => loadConfig({ "fetch.default.max.bytes": "5000000", "fetch.max.bytes": "4000000" })).toThrow(
       /must not exceed/,
     );
@@ -58,7 +65,8 @@ describe("config > README", () => {
     // Ensures the README's config table cannot drift from config.ts.
     const readme = readFileSync(join(import.meta.dirname, "..", "..", "README.md"), "utf8");
     for (const s of SETTINGS) {
-      const row = `| \`${s.key}\` | \`--${flagName(s.key)}\` | \`${envName(s.key)}\` | ${s.default === undefined ? "(TTY)" : `\`${s.default}\``} |`;
+      const unset = s.key === "log.pretty" ? "(TTY)" : "(none)";
+      const row = `| \`${s.key}\` | \`--${flagName(s.key)}\` | \`${envName(s.key)}\` | ${s.default === undefined ? unset : `\`${s.default}\``} |`;
       expect(readme, s.key).toContain(row);
     }
   });

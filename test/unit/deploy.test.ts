@@ -10,7 +10,8 @@ import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBu
 import { Service } from "kubernetes-models/v1/Service";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { loadConfig } from "../../server/src/config.js";
+import { loadConfig, parseListen } from "../../server/src/config.js";
+import { decideExposure } from "../../server/src/rpc/exposure.js";
 import { HEALTH_SERVICES } from "../../server/src/rpc/health.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -100,6 +101,12 @@ describe("deploy > kubernetes manifests", () => {
     const config = loadConfig({}, env);
     expect(config.listen).toBe("0.0.0.0:50051");
     expect(config.dataDir).toBe("/data");
+    // Plaintext on the pod address is allowed only explicitly (the safe default refuses it).
+    expect(config.insecure).toBe(true);
+    const { host } = parseListen(config.listen);
+    const { metricsPort: metrics, insecure } = config;
+    const tls = config.tlsCert !== undefined;
+    expect(decideExposure({ host, tls, metricsPort: metrics, insecure }).ok).toBe(true);
     // Metrics are served where the container port named "metrics" and the annotations say.
     const metricsPort = container.ports?.find((p) => p.name === "metrics")?.containerPort;
     expect(config.metricsPort).toBe(metricsPort);
@@ -155,6 +162,7 @@ describe("deploy > Dockerfile", () => {
     expect(instruction("ENTRYPOINT")).toEqual(['ENTRYPOINT ["node", "bin/rill.js", "broker"]']);
     const env = instruction("ENV").join(" ");
     expect(env).toMatch(/RILL_LISTEN=0\.0\.0\.0:50051\b/);
+    expect(env).toMatch(/RILL_INSECURE=true\b/); // or the broker refuses 0.0.0.0 without TLS
     expect(env).toMatch(/RILL_DATA_DIR=\/data\b/);
     expect(runtime).toMatch(/npm ci --omit=dev/);
   });

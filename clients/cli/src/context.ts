@@ -2,8 +2,15 @@
  * What every `rill` client command shares: the global options, opening a client, turning any
  * failure into one clear line on stderr with a non-zero exit code, and writing to stdout with
  * backpressure.
+ *
+ * Connection security (global options): `--tls` (system roots), `--tls-ca`, `--tls-cert` +
+ * `--tls-key` (mutual TLS), `--tls-server-name`, and a bearer token from `--token-file` or the
+ * RILL_TOKEN variable — never from argv, where `ps` and shell history would show it. The files are
+ * read when a client is opened; a missing or unreadable one is a usage error (exit 2) naming it.
  */
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
+import type { TlsOptions } from "../../ts/src/connection.js";
 import {
   AuthError,
   BrokerUnavailableError,
@@ -24,6 +31,16 @@ export const DEFAULT_BROKER = "127.0.0.1:50051";
 export interface GlobalOptions {
   broker: string;
   verbose: boolean;
+  /** `--tls`: TLS even without a CA file (the system roots). */
+  tls?: boolean | undefined;
+  /** `--tls-ca`, `--tls-cert`, `--tls-key`, `--token-file`: paths, read by openClient. */
+  tlsCa?: string | undefined;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  tlsServerName?: string | undefined;
+  tokenFile?: string | undefined;
+  /** The RILL_TOKEN variable (read when the options are taken, not a flag). */
+  token?: string | undefined;
 }
 
 /** A failure that already has its one-line message and exit code. */
@@ -39,8 +56,80 @@ export class CliError extends Error {
 
 /** The global options as seen from a (sub)command. */
 export function globalOptions(cmd: Command): GlobalOptions {
-  const o = cmd.optsWithGlobals<{ broker?: string; verbose?: boolean }>();
-  return { broker: o.broker ?? process.env.RILL_BROKER ?? DEFAULT_BROKER, verbose: o.verbose === true };
+  const o = cmd.optsWithGlobals<Omit<GlobalOptions, "token">>();
+  const token = process.env.RILL_TOKEN;
+  return {
+    broker: o.broker ?? process.env.RILL_BROKER ?? DEFAULT_BROKER,
+    verbose: o.verbose === true,
+    tls: o.tls === true,
+    tlsCa: o.tlsCa,
+    tlsCert: o.tlsCert,
+    tlsKey: o.tlsKey,
+    tlsServerName: o.tlsServerName,
+    tokenFile: o.tokenFile,
+    token: token === undefined || token === "" ? undefined : token,
+  };
+}
+
+/** True when a TLS or token flag was given (for commands that cannot use them yet; RILL_TOKEN aside). */
+export function usesSecurityOptions(g: GlobalOptions): boolean {
+  return (
+    g.tls === true ||
+    [g.tlsCa, g.tlsCert, g.tlsKey, g.tlsServerName, g.tokenFile].some((v) => v !== undefined)
+  );
+}
+
+function readOptionFile(flag: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    throw new CliError(`${flag}: cannot read "${file}" (${code})`, 2);
+  }
+}
+
+let ipServernameWarningDropped = false;
+
+/**
+ * grpc-js gives TLS the broker's host as the SNI name even when it is an IP address, and Node then
+ * prints a deprecation warning (DEP0123) on stderr, on every `rill --tls-ca ... --broker 10.0.0.5:50051`.
+ * The CLI drops exactly that warning; every other one still goes to Node's own printer.
+ */
+function dropIpServernameWarning(): void {
+  if (ipServernameWarningDropped) return;
+  ipServernameWarningDropped = true;
+  const printers = process.listeners("warning");
+  process.removeAllListeners("warning");
+  process.on("warning", (w: Error & { code?: string }) => {
+    if (w.code === "DEP0123") return;
+    for (const print of printers) print(w);
+  });
+}
+
+/** The client's TLS and token settings from the global options; reads the files they name. */
+export function securityOptions(g: GlobalOptions): {
+  tls?: TlsOptions | undefined;
+  token?: string | undefined;
+} {
+  if ((g.tlsCert === undefined) !== (g.tlsKey === undefined)) {
+    throw new CliError("--tls-cert and --tls-key go together (a client certificate and its private key)", 2);
+  }
+  const useTls =
+    g.tls === true || g.tlsCa !== undefined || g.tlsCert !== undefined || g.tlsServerName !== undefined;
+  const tls: TlsOptions | undefined = useTls
+    ? {
+        rootCerts: g.tlsCa === undefined ? undefined : readOptionFile("--tls-ca", g.tlsCa),
+        certChain: g.tlsCert === undefined ? undefined : readOptionFile("--tls-cert", g.tlsCert),
+        privateKey: g.tlsKey === undefined ? undefined : readOptionFile("--tls-key", g.tlsKey),
+        serverName: g.tlsServerName,
+      }
+    : undefined;
+  let token = g.token;
+  if (g.tokenFile !== undefined) {
+    token = readOptionFile("--token-file", g.tokenFile).toString("utf8").trim();
+    if (token.length === 0) throw new CliError(`--token-file: "${g.tokenFile}" is empty`, 2);
+  }
+  return { tls, token };
 }
 
 /**
@@ -48,8 +137,11 @@ export function globalOptions(cmd: Command): GlobalOptions {
  * is waiting, and a broker that is not there should be reported within seconds.
  */
 export function openClient(globals: GlobalOptions): RillClient {
+  const security = securityOptions(globals);
+  if (security.tls) dropIpServernameWarning();
   return createClient({
     brokers: globals.broker,
+    ...security,
     log: globals.verbose ? stderrLogSink : undefined,
     logLevel: "debug",
     retry: { maxAttempts: 4, maxElapsedMs: 10_000, initialDelayMs: 100, maxDelayMs: 2_000 },

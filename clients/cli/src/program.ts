@@ -18,6 +18,12 @@ export function buildProgram(): Command {
       new Option("-b, --broker <host:port>", "broker to talk to").env("RILL_BROKER").default(DEFAULT_BROKER),
     )
     .option("-v, --verbose", "log the client's retries and reconnects to stderr")
+    .option("--tls", "connect over TLS, trusting the system's root CAs (implied by the --tls-* options)")
+    .option("--tls-ca <file>", "connect over TLS, trusting the CA certificate(s) in this PEM file")
+    .option("--tls-cert <file>", "client certificate (PEM) for mutual TLS, with --tls-key")
+    .option("--tls-key <file>", "private key (PEM) of --tls-cert")
+    .option("--tls-server-name <name>", "name to check the broker's certificate against (default: the host)")
+    .option("--token-file <file>", "send the bearer token in this file (default: the RILL_TOKEN variable)")
     .showHelpAfterError()
     // Usage errors (missing argument, unknown option...) throw a CommanderError instead of exiting
     // with commander's code 1; main.ts turns them into exit code 2. Subcommands inherit this.

@@ -54,9 +54,14 @@ export const DEFAULT_CHANNEL_OPTIONS: Readonly<ChannelOptions> = Object.freeze({
 
 /** TLS material; all optional (system roots are used when `rootCerts` is absent). */
 export interface TlsOptions {
-  rootCerts?: Buffer;
-  privateKey?: Buffer;
-  certChain?: Buffer;
+  /** PEM CA certificate(s) the broker's certificate must chain to (default: the system roots). */
+  rootCerts?: Buffer | undefined;
+  /** PEM private key of `certChain`: a client certificate, for mutual TLS. */
+  privateKey?: Buffer | undefined;
+  /** PEM client certificate chain, for mutual TLS (with `privateKey`). */
+  certChain?: Buffer | undefined;
+  /** Name to check the broker's certificate against, when it differs from the address's host. */
+  serverName?: string | undefined;
 }
 
 /** How to reach a broker. */
@@ -67,8 +72,10 @@ export interface ConnectionOptions {
   credentials?: ChannelCredentials | undefined;
   /** grpc-js channel options merged over {@link DEFAULT_CHANNEL_OPTIONS}. */
   channelOptions?: ChannelOptions | undefined;
-  /** Metadata sent with every call, e.g. `{ authorization: "Bearer ..." }`. */
+  /** Metadata sent with every call, e.g. `{ "x-request-source": "billing" }`. */
   metadata?: Record<string, string> | undefined;
+  /** Bearer token sent as `authorization: Bearer <token>` with every call (overrides `metadata`). */
+  token?: string | undefined;
 }
 
 /**
@@ -160,7 +167,32 @@ function makeCredentials(options: ConnectionOptions): ChannelCredentials {
   const tls = options.tls;
   if (!tls) return grpcCredentials.createInsecure();
   if (tls === true) return grpcCredentials.createSsl();
+  if ((tls.privateKey === undefined) !== (tls.certChain === undefined)) {
+    throw new InvalidArgumentError(
+      "tls: certChain and privateKey go together (a client certificate and its key)",
+    );
+  }
   return grpcCredentials.createSsl(tls.rootCerts ?? null, tls.privateKey ?? null, tls.certChain ?? null);
+}
+
+/** Channel options implied by `tls.serverName`: the name checked in the broker's certificate. */
+function tlsChannelOptions(options: ConnectionOptions): ChannelOptions {
+  const name = typeof options.tls === "object" ? options.tls.serverName : undefined;
+  if (name === undefined || options.credentials) return {};
+  return { "grpc.ssl_target_name_override": name, "grpc.default_authority": name };
+}
+
+/** The static metadata of every call: `metadata`, plus the bearer token when given. */
+function staticMetadata(options: ConnectionOptions): Record<string, string> {
+  const md = { ...options.metadata };
+  if (options.token !== undefined) {
+    const token = options.token.trim();
+    if (!/^[!-~]+$/.test(token)) {
+      throw new InvalidArgumentError("token must be non-empty printable ASCII, without spaces");
+    }
+    md.authorization = `Bearer ${token}`;
+  }
+  return md;
 }
 
 /** The channel to one broker and the service clients that share it. */
@@ -181,7 +213,11 @@ export class Connection {
   constructor(address: string, options: ConnectionOptions = {}) {
     this.address = parseBrokerAddress(address);
     const creds = makeCredentials(options);
-    const channelOptions: ChannelOptions = { ...DEFAULT_CHANNEL_OPTIONS, ...options.channelOptions };
+    const channelOptions: ChannelOptions = {
+      ...DEFAULT_CHANNEL_OPTIONS,
+      ...tlsChannelOptions(options),
+      ...options.channelOptions,
+    };
     this.channel = new Channel(this.address, creds, channelOptions);
     const clientOptions = { channelOverride: this.channel };
     this.log = new LogServiceClient(this.address, creds, clientOptions);
@@ -191,7 +227,7 @@ export class Connection {
     this.admin = new AdminServiceClient(this.address, creds, clientOptions);
     this.cluster = new ClusterServiceClient(this.address, creds, clientOptions);
     this.group = new GroupServiceClient(this.address, creds, clientOptions);
-    this.staticMetadata = { ...options.metadata };
+    this.staticMetadata = staticMetadata(options);
   }
 
   /** A fresh Metadata carrying the configured static entries (grpc-js mutates what it is given). */

@@ -11,14 +11,13 @@
  * has been fsynced and closed.
  */
 import { randomUUID } from "node:crypto";
-import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { type Clock, systemClock } from "../clock.js";
 import type { BrokerConfig } from "../config.js";
 import { GroupCoordinator } from "../groups/coordinator.js";
 import type { Logger } from "../logger.js";
-import type { FileSystem } from "../storage/fs.js";
-import { syncDir, writeFileDurably } from "./durable-fs.js";
+import { type FileSystem, nodeFileSystem } from "../storage/fs.js";
+import { readSmallFile, syncDir, writeFileDurably } from "./durable-fs.js";
 import { TopicRegistry } from "./topic-registry.js";
 
 const CLEAN_MARKER = "clean-shutdown";
@@ -41,26 +40,30 @@ export class BrokerCore {
     private readonly logger: Logger,
     /** Whether the previous run ended cleanly (false means logs were scanned). */
     readonly recoveredFromCleanShutdown: boolean,
+    private readonly fs: FileSystem,
   ) {}
 
-  /** `fs` is the file-system seam of the topic logs (default node:fs). */
+  /**
+   * `fs` is the file-system seam of every file the broker touches: topic logs, topic metadata,
+   * meta/ and the group offsets (default node:fs).
+   */
   static async open(
     config: BrokerConfig,
     logger: Logger,
     clock: Clock = systemClock,
-    fs?: FileSystem,
+    fs: FileSystem = nodeFileSystem,
   ): Promise<BrokerCore> {
     const dataDir = resolve(config.dataDir);
     const metaDir = join(dataDir, "meta");
-    await mkdir(metaDir, { recursive: true });
-    const meta = await loadMeta(metaDir);
+    await fs.mkdir(metaDir);
+    const meta = await loadMeta(fs, metaDir);
     const marker = join(metaDir, CLEAN_MARKER);
-    const cleanShutdown = await exists(marker);
-    const isNew = !(await exists(join(dataDir, "topics")));
+    const cleanShutdown = (await fs.readdir(metaDir)).includes(CLEAN_MARKER);
+    const isNew = !(await fs.readdir(dataDir)).includes("topics");
     if (!cleanShutdown && !isNew)
       logger.warn({ dataDir }, "previous run did not stop cleanly; recovering logs");
-    await rm(marker, { force: true });
-    await syncDir(metaDir);
+    await fs.rm(marker);
+    await syncDir(fs, metaDir);
     const topics = await TopicRegistry.open({
       dataDir,
       defaults: config.topicDefaults,
@@ -68,6 +71,7 @@ export class BrokerCore {
       logger: logger.child({ component: "log" }),
       cleanShutdown: cleanShutdown || isNew,
       fs,
+      faultRetryMs: config.storageFaultRetryMs,
     });
     let groups: GroupCoordinator;
     try {
@@ -78,12 +82,13 @@ export class BrokerCore {
         clock,
         logger,
         cleanShutdown: cleanShutdown || isNew,
+        fs,
       });
     } catch (err) {
       await topics.close().catch(() => {});
       throw err;
     }
-    const core = new BrokerCore(config, topics, groups, meta, clock, logger, cleanShutdown);
+    const core = new BrokerCore(config, topics, groups, meta, clock, logger, cleanShutdown, fs);
     core.scheduleRetention();
     return core;
   }
@@ -106,28 +111,19 @@ export class BrokerCore {
       clearInterval(this.retentionTimer);
       await Promise.all([this.groups.close(), this.topics.close()]);
       const metaDir = join(resolve(this.config.dataDir), "meta");
-      await writeFileDurably(metaDir, CLEAN_MARKER, `${new Date(this.clock.now()).toISOString()}\n`);
+      await writeFileDurably(this.fs, metaDir, CLEAN_MARKER, `${new Date(this.clock.now()).toISOString()}\n`);
     })();
     return this.closing;
   }
 }
 
-async function loadMeta(metaDir: string): Promise<BrokerMeta> {
+async function loadMeta(fs: FileSystem, metaDir: string): Promise<BrokerMeta> {
   try {
-    return JSON.parse(await readFile(join(metaDir, "broker.json"), "utf8")) as BrokerMeta;
+    return JSON.parse(await readSmallFile(fs, join(metaDir, "broker.json"))) as BrokerMeta;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     const meta: BrokerMeta = { brokerId: 0, clusterId: randomUUID() };
-    await writeFileDurably(metaDir, "broker.json", `${JSON.stringify(meta)}\n`);
+    await writeFileDurably(fs, metaDir, "broker.json", `${JSON.stringify(meta)}\n`);
     return meta;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -51,17 +51,29 @@ export class ShuttingDownError extends BrokerError {
   }
 }
 
-/** A partition whose fsync failed refuses writes until the broker restarts and recovers it. */
+/**
+ * A partition whose fsync failed refuses writes until a probe rewrites and fsyncs its unflushed
+ * data (every `retryMs`), or, when that data no longer reads back intact (`retryMs` null), until the
+ * broker restarts and recovers it.
+ */
 export class PartitionOfflineError extends BrokerError {
   constructor(
     readonly topic: string,
     readonly partition: number,
     cause: unknown,
+    options: { retryMs: number | null } = { retryMs: null },
   ) {
-    const code = (cause as NodeJS.ErrnoException | undefined)?.code ?? String(cause);
+    const code =
+      (cause as NodeJS.ErrnoException | undefined)?.code ?? (cause as Error)?.message ?? String(cause);
+    const what =
+      options.retryMs === null
+        ? "fix the disk and restart the broker (recovery checks the log)"
+        : `nothing was appended; retry later: the broker tries the disk again every ${options.retryMs} ms and takes writes as soon as an fsync succeeds (acknowledged records stay readable)`;
     super(
-      `partition ${partition} of topic "${topic}" is offline for writes after an fsync failure (${code}); fix the disk and restart the broker (recovery checks the log)`,
-      { cause },
+      `partition ${partition} of topic "${topic}" is offline for writes after an fsync failure (${code}); ${what}`,
+      {
+        cause,
+      },
     );
   }
 }

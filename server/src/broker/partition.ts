@@ -9,8 +9,16 @@
  * - Flush policy and group commit (DESIGN §3.4): appends go to the page cache at once; an fsync
  *   runs when flush.messages records are unflushed, flush.ms after the first unflushed append, or
  *   when a FSYNCED produce asks. Requests that arrive while an fsync runs share the next one, so
- *   concurrent FSYNCED producers pay one fsync per round, not one each. A failed fsync takes the
- *   partition offline for writes until restart (see startFlush).
+ *   concurrent FSYNCED producers pay one fsync per round, not one each.
+ * - Disk faults: a failed write (ENOSPC, EIO) is undone by the log and fails only that append. A
+ *   failed fsync takes the partition offline for writes (see startFlush): after an fsync error the
+ *   kernel may have dropped the dirty pages, so a later fsync that succeeds proves nothing. Every
+ *   `storage.fault.retry.ms` a probe reads back what was written since the last good fsync, checks
+ *   its CRCs, writes it again and fsyncs (PartitionLog.rewriteSinceLastFlush); when that succeeds the
+ *   log is durable again and writes resume. Records appended between the last good fsync and the
+ *   failure stay readable throughout and are durable once the probe succeeds; FSYNCED produces
+ *   waiting on the failed fsync were refused, so their producers resend (at-least-once). If the
+ *   data cannot be read back intact, the partition stays offline until a restart recovers the log.
  *
  * Everything here runs on the event loop; append is synchronous, so batches of one partition are
  * ordered by the order their requests were handled.
@@ -41,6 +49,12 @@ export class Partition {
   private closed = false;
   /** The fsync error that took this partition offline for writes, if any. */
   private failedSync: unknown;
+  /** The next probe of the disk while offline (see probe()). */
+  private probeTimer: NodeJS.Timeout | undefined;
+  /** The read-back found the data gone: no probe can help, only a restart's recovery. */
+  private needsRestart = false;
+  /** The probe in progress, if any (close waits for it). */
+  private probing: Promise<void> | undefined;
 
   constructor(
     readonly topic: string,
@@ -49,6 +63,8 @@ export class Partition {
     private settings: TopicSettings,
     private readonly logger: Logger,
     private readonly hooks: PartitionHooks = {},
+    /** How long to wait between two probes of the disk after a failed fsync (storage.fault.retry.ms). */
+    private readonly faultRetryMs = 5000,
   ) {}
 
   get highWatermark(): bigint {
@@ -69,7 +85,7 @@ export class Partition {
 
   /** Appends synchronously, wakes tail waiters and applies the flush policy. */
   append(inputs: readonly AppendInput[]): AppendResult[] {
-    if (this.failedSync) throw new PartitionOfflineError(this.topic, this.index, this.failedSync);
+    if (this.failedSync) throw this.offlineError();
     const results = this.log.append(inputs);
     let records = 0;
     for (const r of results) records += r.recordCount;
@@ -84,8 +100,7 @@ export class Partition {
    * before the call is on disk. Shares fsyncs between concurrent callers (group commit).
    */
   sync(): Promise<void> {
-    if (this.failedSync)
-      return Promise.reject(new PartitionOfflineError(this.topic, this.index, this.failedSync));
+    if (this.failedSync) return Promise.reject(this.offlineError());
     if (!this.flushing) return this.startFlush();
     if (!this.nextFlush) {
       const next = this.flushing.then(
@@ -106,8 +121,7 @@ export class Partition {
   }
 
   private startFlush(): Promise<void> {
-    if (this.failedSync)
-      return Promise.reject(new PartitionOfflineError(this.topic, this.index, this.failedSync));
+    if (this.failedSync) return Promise.reject(this.offlineError());
     if (this.flushTimer) {
       clearTimeout(this.flushTimer);
       this.flushTimer = undefined;
@@ -125,10 +139,16 @@ export class Partition {
         this.hooks.flushed?.(this, (performance.now() - started) / 1000, false);
         // After a failed fsync the kernel may have dropped the dirty pages, so a later fsync that
         // "succeeds" would prove nothing: take the partition offline for writes (as Kafka marks a
-        // log dir offline and PostgreSQL panics). Reads go on; a restart recovers the log.
-        this.failedSync ??= err;
-        this.logger.error({ err }, "fsync failed: partition offline for writes until the broker restarts");
-        throw new PartitionOfflineError(this.topic, this.index, err);
+        // log dir offline) and let probe() rewrite and fsync the unproven bytes. Reads go on.
+        if (this.failedSync === undefined) {
+          this.failedSync = err;
+          this.logger.error(
+            { err, retryMs: this.faultRetryMs },
+            "fsync failed: partition offline for writes until a probe rewrites and fsyncs the unflushed data",
+          );
+          this.scheduleProbe();
+        }
+        throw this.offlineError();
       },
     );
     this.flushing = flushing;
@@ -138,6 +158,61 @@ export class Partition {
     };
     flushing.then(clear, clear);
     return flushing;
+  }
+
+  private offlineError(): PartitionOfflineError {
+    return new PartitionOfflineError(this.topic, this.index, this.failedSync, {
+      retryMs: this.needsRestart ? null : this.faultRetryMs,
+    });
+  }
+
+  private scheduleProbe(): void {
+    if (this.closed || this.needsRestart || this.probeTimer) return;
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      const run = this.probe().finally(() => {
+        if (this.probing === run) this.probing = undefined;
+      });
+      this.probing = run;
+    }, this.faultRetryMs);
+    this.probeTimer.unref();
+  }
+
+  /**
+   * One try at leaving the offline state: rewrite and fsync what the failed fsync may have lost.
+   * Success: writes resume. An I/O error: try again after faultRetryMs. The data no longer reads
+   * back intact: stay offline until a restart (recovery cuts the log at the damage).
+   */
+  private async probe(): Promise<void> {
+    if (this.closed || this.failedSync === undefined) return;
+    await this.flushing?.catch(() => {});
+    try {
+      const bytes = await this.log.rewriteSinceLastFlush();
+      if (this.closed) return;
+      this.failedSync = undefined;
+      this.unflushedRecords = 0;
+      this.logger.warn(
+        { rewrittenBytes: bytes },
+        "fsync works again: unflushed data rewritten and fsynced; partition writable",
+      );
+    } catch (err) {
+      if (this.closed) return;
+      const code = (err as NodeJS.ErrnoException | undefined)?.code;
+      if (code === undefined) {
+        this.needsRestart = true;
+        this.failedSync = err;
+        this.logger.error(
+          { err },
+          "data written before the failed fsync does not read back intact: partition offline for writes until the broker restarts",
+        );
+        return;
+      }
+      this.logger.warn(
+        { err: (err as Error).message, retryMs: this.faultRetryMs },
+        "disk still failing: partition stays offline for writes",
+      );
+      this.scheduleProbe();
+    }
   }
 
   private applyFlushPolicy(): void {
@@ -194,7 +269,9 @@ export class Partition {
     if (this.closed) return;
     this.closed = true;
     if (this.flushTimer) clearTimeout(this.flushTimer);
+    if (this.probeTimer) clearTimeout(this.probeTimer);
     this.wakeWaiters();
+    await this.probing;
     await this.flushing?.catch(() => {});
     await this.log.close();
   }
@@ -203,7 +280,9 @@ export class Partition {
   async destroy(): Promise<void> {
     this.closed = true;
     if (this.flushTimer) clearTimeout(this.flushTimer);
+    if (this.probeTimer) clearTimeout(this.probeTimer);
     this.wakeWaiters();
+    await this.probing;
     await this.flushing?.catch(() => {});
     await this.log.destroy();
   }

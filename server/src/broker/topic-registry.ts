@@ -11,6 +11,8 @@
  * - Delete is one rename of the topic directory into trash/, so a crash leaves the topic either
  *   whole or gone; trash/ is emptied on open.
  * - Names are validated (topic-name.ts) before they touch the file system.
+ * - Every file operation goes through the FileSystem seam (storage/fs.ts, default node:fs), so
+ *   fault injection and crash tests reach topic create/delete as they reach segment files.
  * - Creates and deletes of one name are serialized, so two concurrent auto-creates make one topic.
  * - Adding partitions opens the new partition directories first and rewrites topic.json last
  *   (durably), so a crash leaves the old count; directories past the count in topic.json are
@@ -19,14 +21,13 @@
  */
 
 import { randomUUID } from "node:crypto";
-import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock } from "../clock.js";
 import { SETTINGS, type TopicSettings } from "../config.js";
 import type { Logger } from "../logger.js";
-import type { FileSystem } from "../storage/fs.js";
+import { type FileSystem, nodeFileSystem } from "../storage/fs.js";
 import { openLog } from "../storage/log.js";
-import { syncDir, writeFileDurably } from "./durable-fs.js";
+import { readSmallFile, syncDir, writeFileDurably } from "./durable-fs.js";
 import {
   InvalidRequestError,
   PartitionNotFoundError,
@@ -58,6 +59,8 @@ export interface TopicRegistryOptions {
   cleanShutdown: boolean;
   /** The file-system seam of every partition log (default node:fs). */
   fs?: FileSystem | undefined;
+  /** After a failed fsync, how often a partition tries the disk again (storage.fault.retry.ms). */
+  faultRetryMs?: number | undefined;
 }
 
 const TOPIC_FILE = "topic.json";
@@ -78,10 +81,13 @@ export class TopicRegistry {
   private readonly listeners = new Set<(change: TopicChange) => void>();
   private readonly topicsDir: string;
   private readonly trashDir: string;
+  /** The seam every file operation goes through (topic logs and topic metadata alike). */
+  private readonly fs: FileSystem;
 
   private constructor(private readonly options: TopicRegistryOptions) {
     this.topicsDir = join(options.dataDir, "topics");
     this.trashDir = join(options.dataDir, "trash");
+    this.fs = options.fs ?? nodeFileSystem;
   }
 
   static async open(options: TopicRegistryOptions): Promise<TopicRegistry> {
@@ -92,23 +98,24 @@ export class TopicRegistry {
 
   private async load(): Promise<void> {
     const { logger } = this.options;
-    await mkdir(this.topicsDir, { recursive: true });
-    await rm(this.trashDir, { recursive: true, force: true });
-    for (const entry of await readdir(this.topicsDir, { withFileTypes: true })) {
-      if (!entry.isDirectory()) continue;
-      const dir = join(this.topicsDir, entry.name);
+    await this.fs.mkdir(this.topicsDir);
+    await this.fs.rm(this.trashDir);
+    for (const name of (await this.fs.readdir(this.topicsDir)).sort()) {
+      const dir = join(this.topicsDir, name);
       let meta: { partitions: number; config?: Record<string, unknown> };
       try {
-        meta = JSON.parse(await readFile(join(dir, TOPIC_FILE), "utf8"));
+        meta = JSON.parse(await readSmallFile(this.fs, join(dir, TOPIC_FILE)));
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-        logger.warn({ topic: entry.name, dir }, "removing a topic whose create was interrupted");
-        await rm(dir, { recursive: true, force: true });
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === "ENOTDIR") continue; // a plain file, not a topic directory
+        if (code !== "ENOENT") throw err;
+        logger.warn({ topic: name, dir }, "removing a topic whose create was interrupted");
+        await this.fs.rm(dir);
         continue;
       }
       const overrides = fromDotted(meta.config ?? {});
-      const topic = await this.openTopic(entry.name, meta.partitions, overrides);
-      this.topics.set(entry.name, topic);
+      const topic = await this.openTopic(name, meta.partitions, overrides);
+      this.topics.set(name, topic);
     }
     logger.info({ topics: this.topics.size }, "topics loaded");
   }
@@ -157,7 +164,7 @@ export class TopicRegistry {
         const { truncatedBytes, rebuiltIndexes } = log.recovery;
         if (truncatedBytes > 0 || rebuiltIndexes > 0)
           logger.warn({ truncatedBytes, rebuiltIndexes }, "log recovered");
-        partitions.push(new Partition(name, p, log, settings, logger, this.hooks));
+        partitions.push(new Partition(name, p, log, settings, logger, this.hooks, this.options.faultRetryMs));
       }
     } catch (err) {
       // Opening failed part-way (e.g. EMFILE): release what was opened, or the descriptors leak.
@@ -202,13 +209,14 @@ export class TopicRegistry {
     return this.serialized(name, async () => {
       if (this.topics.has(name)) throw new TopicExistsError(name);
       const dir = join(this.topicsDir, name);
-      await rm(dir, { recursive: true, force: true }); // leftovers of an interrupted create
-      await mkdir(dir, { recursive: true });
-      await syncDir(this.topicsDir);
+      await this.fs.rm(dir); // leftovers of an interrupted create
+      await this.fs.mkdir(dir);
+      await syncDir(this.fs, this.topicsDir);
       let topic: Topic;
       try {
         topic = await this.openTopic(name, partitions, overrides);
         await writeFileDurably(
+          this.fs,
           dir,
           TOPIC_FILE,
           `${JSON.stringify({ version: 1, partitions, config: toDotted(overrides) }, null, 2)}\n`,
@@ -216,7 +224,7 @@ export class TopicRegistry {
       } catch (err) {
         // Without topic.json the directory is an interrupted create: remove it now rather than on
         // the next start, so a retry can succeed.
-        await rm(dir, { recursive: true, force: true }).catch(() => {});
+        await this.fs.rm(dir).catch(() => {});
         throw err;
       }
       this.topics.set(name, topic);
@@ -240,11 +248,12 @@ export class TopicRegistry {
       }
       const dir = join(this.topicsDir, name);
       for (let p = current; p < partitions; p++) {
-        await rm(join(dir, String(p)), { recursive: true, force: true }); // an interrupted add's leftovers
+        await this.fs.rm(join(dir, String(p))); // an interrupted add's leftovers
       }
       const added = await this.openTopic(name, partitions, topic.overrides, current);
       try {
         await writeFileDurably(
+          this.fs,
           dir,
           TOPIC_FILE,
           `${JSON.stringify({ version: 1, partitions, config: toDotted(topic.overrides) }, null, 2)}\n`,
@@ -287,22 +296,24 @@ export class TopicRegistry {
       const topic = this.topics.get(name);
       if (!topic) throw new TopicNotFoundError(name);
       await Promise.all(topic.partitions.map((p) => p.close()));
-      await mkdir(this.trashDir, { recursive: true });
+      await this.fs.mkdir(this.trashDir);
       // A short unique name: `<topic>-<time>` can pass the 255-byte file-name limit.
       const trashed = join(this.trashDir, `${Date.now().toString(36)}-${randomUUID()}`);
       try {
-        await rename(join(this.topicsDir, name), trashed);
+        await this.fs.rename(join(this.topicsDir, name), trashed);
       } catch (err) {
         this.topics.set(name, await this.openTopic(name, topic.partitions.length, topic.overrides));
         throw err;
       }
       this.topics.delete(name);
       this.emit({ kind: "deleted", topic: name });
-      await syncDir(this.topicsDir);
+      await syncDir(this.fs, this.topicsDir);
       this.options.logger.info({ topic: name }, "topic deleted");
-      rm(trashed, { recursive: true, force: true }).catch((err) =>
-        this.options.logger.warn({ err, dir: trashed }, "could not remove a deleted topic's files"),
-      );
+      this.fs
+        .rm(trashed)
+        .catch((err) =>
+          this.options.logger.warn({ err, dir: trashed }, "could not remove a deleted topic's files"),
+        );
     });
   }
 

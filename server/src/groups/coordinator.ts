@@ -25,6 +25,7 @@ import type { TopicChange, TopicRegistry } from "../broker/topic-registry.js";
 import type { Clock } from "../clock.js";
 import type { BrokerConfig } from "../config.js";
 import type { Logger } from "../logger.js";
+import type { FileSystem } from "../storage/fs.js";
 import {
   Group,
   type GroupStateName,
@@ -49,6 +50,8 @@ export interface GroupCoordinatorOptions {
   clock: Clock;
   logger: Logger;
   cleanShutdown: boolean;
+  /** The storage seam of the offset store (default node:fs); crash and fault tests wrap it. */
+  fs?: FileSystem | undefined;
 }
 
 export interface JoinRequest {
@@ -113,6 +116,7 @@ export class GroupCoordinator {
       clock: options.clock,
       logger: options.logger.child({ component: "groups" }),
       cleanShutdown: options.cleanShutdown,
+      fs: options.fs,
     });
     return new GroupCoordinator(options, store);
   }

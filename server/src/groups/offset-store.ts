@@ -29,9 +29,8 @@
  *   later mutation reject with OffsetStoreOfflineError until the broker restarts. Reads go on
  *   from memory, which may then hold entries whose fsync failed.
  */
-import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { writeFileDurably } from "../broker/durable-fs.js";
+import { readSmallFile, writeFileDurably } from "../broker/durable-fs.js";
 import { BrokerError, ShuttingDownError } from "../broker/errors.js";
 import type { Clock } from "../clock.js";
 import type { Logger } from "../logger.js";
@@ -118,7 +117,7 @@ export class OffsetStore {
     if (!Number.isSafeInteger(compactAfterBytes) || compactAfterBytes < 0)
       throw new RangeError(`compactAfterBytes ${compactAfterBytes} must be a non-negative integer`);
     await fs.mkdir(options.dir);
-    const generation = await readCurrent(options.dir);
+    const generation = await readCurrent(fs, options.dir);
     for (const name of await fs.readdir(options.dir)) {
       const match = LOG_DIR.exec(name);
       if ((match !== null && Number(match[1]) !== generation) || name === `${CURRENT}.tmp`) {
@@ -322,7 +321,7 @@ export class OffsetStore {
       return;
     }
     try {
-      await writeFileDurably(this.options.dir, CURRENT, `log-${n}\n`);
+      await writeFileDurably(this.fs, this.options.dir, CURRENT, `log-${n}\n`);
     } catch (err) {
       // CURRENT may name either log now: both hold every offset, and no more commits are taken.
       this.failure = err;
@@ -349,11 +348,11 @@ export class OffsetStore {
 }
 
 /** The generation CURRENT names (0 if it is missing). */
-async function readCurrent(dir: string): Promise<number> {
+async function readCurrent(fs: FileSystem, dir: string): Promise<number> {
   const path = join(dir, CURRENT);
   let text: string;
   try {
-    text = await readFile(path, "latin1");
+    text = await readSmallFile(fs, path, "latin1");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return 0;
     throw err;

@@ -17,6 +17,7 @@
  *   rill_partition_high_watermark / _log_start_offset / _size_bytes / _segments{topic,partition}
  *   rill_group_members{group}, rill_group_lag{group,topic,partition} (as `rill group describe`)
  *   rill_streams_blocked   open Fetch/JoinGroup streams waiting for their client to read
+ *   rill_quota_throttle_seconds_total{kind}   waits imposed by byte-rate quotas (produce, fetch)
  * Plus prom-client's default process metrics (nodejs_*, process_*: event-loop lag, heap, GC, CPU,
  * file descriptors) under their usual names.
  *
@@ -131,6 +132,17 @@ export class BrokerMetrics implements RpcObserver {
         let blocked = 0;
         for (const s of rpc.streams) if (s.blocked) blocked++;
         this.set(blocked);
+      },
+    });
+    new Counter({
+      name: "rill_quota_throttle_seconds_total",
+      help: "Time Produce and Fetch calls were made to wait by byte-rate quotas (rpc/auth/quota.ts).",
+      labelNames: ["kind"] as const,
+      registers,
+      collect() {
+        const ms = rpc.auth?.quotas?.throttledMs;
+        this.reset();
+        for (const kind of ["produce", "fetch"] as const) this.inc({ kind }, (ms?.[kind] ?? 0) / 1000);
       },
     });
     collectDefaultMetrics({ register: this.registry });

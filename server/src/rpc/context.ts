@@ -1,5 +1,6 @@
 import type { BrokerCore } from "../broker/broker.js";
 import type { Logger } from "../logger.js";
+import type { Auth } from "./auth/guard.js";
 import type { RpcObserver } from "./observe.js";
 
 /** An open server stream the broker may have to end (on drain or topic deletion). */
@@ -28,6 +29,8 @@ export interface RpcContext {
   readonly inflight: Set<Promise<unknown>>;
   /** Told of every call and of records in and out (metrics/); see observe.ts. */
   observer?: RpcObserver | undefined;
+  /** Authentication, ACLs and quotas (auth/guard.ts); undefined when none is configured. */
+  readonly auth?: Auth | undefined;
 }
 
 /** Runs a handler's work, registered in ctx.inflight until it settles. */

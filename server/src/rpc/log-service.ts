@@ -34,6 +34,7 @@ import {
 import type { Partition } from "../broker/partition.js";
 import { validateTopicName } from "../broker/topic-name.js";
 import { LogClosedError, OffsetOutOfRangeError } from "../storage/errors.js";
+import { accessOf } from "./auth/access.js";
 import { buildFetchResponse } from "./codecs/fetch-response.js";
 import { decodeProduceRequestView, type ProduceRequestView } from "./codecs/produce-request.js";
 import { decodeProduceSessionRequestView } from "./codecs/produce-session.js";
@@ -85,6 +86,7 @@ async function produce(
   cb: sendUnaryData<ProduceResponse>,
 ): Promise<void> {
   const { maxBatchesPerProduceStream } = ctx.core.config;
+  const access = accessOf(call);
   const results: ProduceResult[] = [];
   /** The fsyncs FSYNCED batches wait for, with the index of the first batch each covers. */
   const syncs: { index: number; done: Promise<void> }[] = [];
@@ -98,7 +100,7 @@ async function produce(
           `a Produce stream may carry at most ${maxBatchesPerProduceStream} batches (max.batches.per.produce.stream): end this stream and open another`,
         );
       }
-      const { partition, appended, fsync } = await appendBatch(ctx, req);
+      const { partition, appended, fsync } = await appendBatch(ctx, req, access);
       results.push({
         topic: req.topic,
         partition: req.partition,
@@ -178,6 +180,7 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
   try {
     if (ctx.draining) throw new ShuttingDownError();
     const req = call.request;
+    const access = accessOf(call);
     validateTopicName(req.topic);
     if (req.start === undefined) {
       throw new InvalidRequestError("set where to start: offset, position (EARLIEST/LATEST) or timestamp_ms");
@@ -208,6 +211,12 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
           );
         continue;
       }
+      // Quota (auth/quota.ts): a principal in debt, from this call or another, waits before reading.
+      const debt = access?.payDebt("fetch", abort.signal);
+      if (debt) {
+        await debt.catch(() => {}); // ended: the check below stops the loop
+        if (ended) break;
+      }
       const read = await partition.log.read(next, maxBytes, stopAt);
       if (ended) break;
       if (read.batchCount === 0) {
@@ -225,6 +234,9 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
         buildFetchResponse(read.data, partition.highWatermark, partition.logStartOffset),
         abort.signal,
       );
+      // Quota (auth/quota.ts): over its rate, the next read waits.
+      const wait = access?.throttle("fetch", read.data.length, abort.signal);
+      if (wait) await wait;
     }
     end();
   } catch (err) {

@@ -10,12 +10,15 @@
  * - server-streaming (Fetch, JoinGroup, health Watch) and bidi (reflection): when the stream
  *   finishes, with the status of the error that ended it, else OK;
  * - either kind: when the client cancels first (CANCELLED; the handler's later reply is not
- *   counted again).
+ *   counted again), or when stream-limits.ts ended an idle stream before its handler did (grpc-js
+ *   reports that to the handler as a cancel too; it is counted with the status the client got,
+ *   DEADLINE_EXCEEDED).
  *
  * What only a handler knows (records appended or sent) it reports to `ctx.observer` itself
  * (log-service.ts). The observer is read when a call starts, so one set later sees later calls.
  */
 import {
+  type Metadata,
   type Server,
   type ServiceDefinition,
   status as Status,
@@ -24,6 +27,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import type { RpcContext } from "./context.js";
+import { statusSentHere } from "./stream-limits.js";
 
 /** What the RPC layer reports; implemented by metrics/. Every method must be cheap and never throw. */
 export interface RpcObserver {
@@ -70,6 +74,7 @@ function splitPath(path: string): [string, string] {
 }
 
 interface Call {
+  readonly metadata?: Metadata;
   getPeer(): string;
   once(event: string, listener: (...args: unknown[]) => void): unknown;
 }
@@ -82,7 +87,7 @@ function wrapReplying(ctx: RpcContext, service: string, method: string, handler:
   const inner = handler as unknown as Replying;
   const wrapped: Replying = (call, callback) => {
     const end = begin(ctx, service, method, call);
-    call.once("cancelled", () => end(Status.CANCELLED));
+    call.once("cancelled", () => end(cancelledCode(call)));
     inner(call, (err, ...rest) => {
       end(err ? codeOf(err) : Status.OK);
       callback(err, ...rest);
@@ -101,7 +106,7 @@ function wrapStreaming(ctx: RpcContext, service: string, method: string, handler
     call.once("error", (err) => {
       code ??= codeOf(err);
     });
-    call.once("cancelled", () => end(Status.CANCELLED));
+    call.once("cancelled", () => end(cancelledCode(call)));
     call.once("finish", () => end(code ?? Status.OK));
     // Destroyed without finishing: the client did not get a status from us.
     call.once("close", () => end(code ?? Status.CANCELLED));
@@ -133,6 +138,11 @@ function begin(ctx: RpcContext, service: string, method: string, call: Call): (c
       );
     }
   };
+}
+
+/** A call grpc-js reports as cancelled: ended by the client, or idle-ended by stream-limits.ts. */
+function cancelledCode(call: Call): Status {
+  return statusSentHere(call.metadata) ?? Status.CANCELLED;
 }
 
 function codeOf(err: unknown): Status {

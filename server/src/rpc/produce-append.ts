@@ -6,10 +6,16 @@
  * Waiting for an fsync is the caller's business (`fsync` says whether the batch asked for one).
  */
 import { Durability } from "../../../clients/ts/src/gen/rill/v1/log.js";
-import { InvalidRequestError, LimitExceededError, TopicNotFoundError } from "../broker/errors.js";
+import {
+  InvalidRequestError,
+  LimitExceededError,
+  PartitionNotFoundError,
+  TopicNotFoundError,
+} from "../broker/errors.js";
 import type { Partition } from "../broker/partition.js";
 import { validateTopicName } from "../broker/topic-name.js";
 import { type AppendInput, type AppendResult, CompressionCode } from "../storage/log-api.js";
+import type { Access } from "./auth/access.js";
 import type { ProduceRequestView } from "./codecs/produce-request.js";
 import { countRecords } from "./codecs/record-batch.js";
 import type { RpcContext } from "./context.js";
@@ -23,14 +29,29 @@ export interface AppendedBatch {
 }
 
 /**
- * Validates, finds (or auto-creates) the partition and appends one batch; reports the records to
- * the observer. Throws the broker error a refused batch maps to (status.ts).
+ * Validates, authorizes (when `access` is given), waits out any produce-quota debt of the caller,
+ * finds (or auto-creates) the partition and appends one batch; reports the records to the
+ * observer; then charges the batch to the quota and waits out the debt it made, if any. Throws the
+ * broker error a refused batch maps to (status.ts).
  */
-export async function appendBatch(ctx: RpcContext, req: ProduceRequestView): Promise<AppendedBatch> {
+export async function appendBatch(
+  ctx: RpcContext,
+  req: ProduceRequestView,
+  access?: Access,
+): Promise<AppendedBatch> {
   const input = validateBatch(ctx, req);
-  const partition = await partitionForProduce(ctx, req, input.records.length);
+  // ACLs (auth/): write, and create for an auto-created topic, checked before anything changes.
+  access?.require("topic", "write", req.topic);
+  // Quota (auth/quota.ts): a principal in debt, from this call or another, waits before anything
+  // is created or written; a call that ends meanwhile writes nothing (QuotaWaitEndedError).
+  const debt = access?.payDebt("produce");
+  if (debt) await debt;
+  const partition = await partitionForProduce(ctx, req, input.records.length, access);
   const [appended] = partition.append([input]);
   ctx.observer?.produced(req.topic, input.recordCount, input.records.length);
+  // Quota (auth/quota.ts): over its rate, the caller reads its next batch only after this wait.
+  const wait = access?.throttle("produce", input.records.length);
+  if (wait) await wait;
   const durability =
     req.durability === Durability.DURABILITY_UNSPECIFIED
       ? partition.defaultDurability === "fsynced"
@@ -63,11 +84,12 @@ function validateBatch(ctx: RpcContext, req: ProduceRequestView): AppendInput {
     const records = req.records;
     if (!records || records.length === 0)
       throw new InvalidRequestError("the batch is empty; send at least one record");
-    const recordCount = countRecords(records);
+    // The walk stops one record past the limit: a hostile batch costs at most that much.
+    const recordCount = countRecords(records, maxRecordsPerBatch);
     if (recordCount === 0) throw new InvalidRequestError("the batch is empty; send at least one record");
     if (recordCount > maxRecordsPerBatch) {
       throw new LimitExceededError(
-        `the batch holds ${recordCount} records; the limit is ${maxRecordsPerBatch}, split it`,
+        `the batch holds more than ${maxRecordsPerBatch} records (max.records.per.batch), split it`,
       );
     }
     return { records, recordCount, compression };
@@ -97,12 +119,16 @@ async function partitionForProduce(
   ctx: RpcContext,
   req: ProduceRequestView,
   batchBytes: number,
+  access: Access | undefined,
 ): Promise<Partition> {
   const { topics, config } = ctx.core;
   if (!topics.get(req.topic)) {
     if (!config.autoCreateTopics) throw new TopicNotFoundError(req.topic);
+    access?.require("topic", "create", req.topic);
     // Checked before the topic exists, so a refused first batch creates nothing.
     checkBatchSize(req.topic, batchBytes, config.topicDefaults.maxBatchBytes);
+    if (req.partition >= config.defaultPartitions)
+      throw new PartitionNotFoundError(req.topic, req.partition, config.defaultPartitions);
     await topics.getOrCreate(req.topic, config.defaultPartitions);
   }
   const partition = topics.partition(req.topic, req.partition);

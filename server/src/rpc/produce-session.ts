@@ -27,6 +27,7 @@ import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { InvalidRequestError, ShuttingDownError } from "../broker/errors.js";
 import type { Partition } from "../broker/partition.js";
 import type { AppendResult } from "../storage/log-api.js";
+import { type Access, accessOf } from "./auth/access.js";
 import {
   encodeSessionError,
   encodeSessionResult,
@@ -73,11 +74,14 @@ class Session {
   /** Ends a wait for room or for the last answer. */
   private wake: (() => void) | undefined;
   private readonly stream: OpenStream;
+  /** Who is calling (auth/): ACLs and quota per batch; undefined when auth is off. */
+  private readonly access: Access | undefined;
 
   constructor(
     private readonly ctx: RpcContext,
     private readonly call: SessionCall,
   ) {
+    this.access = accessOf(call);
     this.stream = {
       drain: () => this.stop(new ShuttingDownError()),
       sentBytes: 0,
@@ -151,7 +155,7 @@ class Session {
     const pending: Pending = { sequence: req.sequence, answer: undefined };
     this.queue.push(pending);
     try {
-      const { partition, appended, fsync } = await appendBatch(this.ctx, req.produce);
+      const { partition, appended, fsync } = await appendBatch(this.ctx, req.produce, this.access);
       if (fsync) this.answerAfterSync(pending, req, partition, appended);
       else pending.answer = this.result(pending.sequence, req, appended);
     } catch (err) {

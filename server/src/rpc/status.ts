@@ -26,6 +26,7 @@ import {
   LogClosedError,
   OffsetOutOfRangeError,
 } from "../storage/errors.js";
+import { PermissionDeniedError, QuotaWaitEndedError, UnauthenticatedError } from "./auth/errors.js";
 import { MalformedBatchError } from "./codecs/record-batch.js";
 
 export interface RpcStatus {
@@ -34,6 +35,9 @@ export interface RpcStatus {
 }
 
 export function statusOf(err: unknown): RpcStatus {
+  if (err instanceof UnauthenticatedError) return { code: status.UNAUTHENTICATED, message: err.message };
+  if (err instanceof PermissionDeniedError) return { code: status.PERMISSION_DENIED, message: err.message };
+  if (err instanceof QuotaWaitEndedError) return { code: status.CANCELLED, message: err.message };
   if (
     err instanceof TopicNotFoundError ||
     err instanceof PartitionNotFoundError ||
@@ -58,7 +62,11 @@ export function statusOf(err: unknown): RpcStatus {
     };
   }
   if (err instanceof CorruptBatchError) {
-    return { code: status.DATA_LOSS, message: `${err.message}; the batch cannot be served` };
+    const skip =
+      err.lost === null
+        ? "the broker log names the damage; read from a later offset to skip it"
+        : `these offsets are lost on this broker; read from offset ${err.lost.resumeAt} to skip them`;
+    return { code: status.DATA_LOSS, message: `${err.message}; the batch cannot be served: ${skip}` };
   }
   if (err instanceof OffsetStoreOfflineError) return { code: status.UNAVAILABLE, message: err.message };
   if (err instanceof PartitionOfflineError) return { code: status.UNAVAILABLE, message: err.message };
@@ -82,6 +90,12 @@ export function statusOf(err: unknown): RpcStatus {
       code: status.RESOURCE_EXHAUSTED,
       message:
         "the broker ran out of file descriptors (each partition keeps 3 files open); raise its limit (ulimit -n) or use fewer partitions",
+    };
+  }
+  if (code === "EIO" && (err as NodeJS.ErrnoException).syscall === "read") {
+    return {
+      code: status.UNAVAILABLE,
+      message: "the broker could not read its disk (EIO); retry later (the broker log names the file)",
     };
   }
   if (code === "EIO" || code === "EROFS") {

@@ -20,14 +20,20 @@ export class OffsetOutOfRangeError extends StorageError {
   }
 }
 
-/** A batch read from disk failed its CRC or framing check: the data on disk is damaged. */
+/**
+ * A batch read from disk failed its CRC or framing check: the data on disk is damaged. `lost`, when
+ * the reader could tell, is the range of offsets that cannot be served, [from, resumeAt): a reader
+ * skips the damage by reading from `resumeAt`.
+ */
 export class CorruptBatchError extends StorageError {
   constructor(
     readonly file: string,
     readonly position: number,
-    reason: string,
+    readonly reason: string,
+    readonly lost: { from: bigint; resumeAt: bigint } | null = null,
   ) {
-    super(`corrupt batch in ${file} at byte ${position}: ${reason}`);
+    const range = lost === null ? "" : ` (offsets ${lost.from} to ${lost.resumeAt - 1n})`;
+    super(`corrupt batch in ${file} at byte ${position}${range}: ${reason}`);
   }
 }
 

@@ -120,9 +120,11 @@ export interface PartitionLog {
    * whose batch straddles upTo is empty. A read may stop at a segment's end; the caller loops from
    * nextOffset. Throws OffsetOutOfRangeError if offset < logStartOffset or > logEndOffset (also
    * when retention deletes the segment before the read takes hold of it; a read already under way
-   * finishes). Verifies each returned frame's CRC; throws CorruptBatchError naming file and
-   * position if the first frame is bad (a later bad frame ends the read early, so the good prefix
-   * is served). If damage in fsynced data was cut out (found while rebuilding an index), those
+   * finishes). Verifies each returned frame's CRC and that offsets are dense; throws
+   * CorruptBatchError naming file, position, the lost offsets and the offset to resume from if the
+   * batch holding `offset` is damaged (a later bad frame ends the read early, so the good prefix is
+   * served; a read from the resume offset goes on). An index entry is trusted only once the frame it
+   * points at is the batch it names (segment-reader.ts). If damage in fsynced data was cut out (found while rebuilding an index), those
    * offsets are lost: a read inside that hole starts at the first batch after it.
    */
   read(offset: bigint, maxBytes: number, upTo?: bigint): Promise<ReadResult>;
@@ -139,6 +141,15 @@ export interface PartitionLog {
    * while an fsync runs share the single next one.
    */
   flush(): Promise<bigint>;
+
+  /**
+   * After a failed flush: reads back what was written since the last successful fsync, checks it
+   * (CRC, dense offsets), writes it again in place with the index files and fsyncs everything, so
+   * the log is durable again. Rejects with the I/O error while the disk still fails, or with
+   * CorruptBatchError if the data can no longer be read back intact (only a restart can then settle
+   * the log). Resolves with the bytes rewritten. The caller must not append meanwhile.
+   */
+  rewriteSinceLastFlush(): Promise<number>;
 
   /**
    * Applies retention.ms and retention.bytes to whole closed segments, never the last one (an

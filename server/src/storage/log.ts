@@ -25,6 +25,9 @@
  *   active (so about once per roll, never per append); the segments recovery scanned start out as
  *   unflushed, so the point passes them only once they are fsynced. Failing to write it fails no
  *   flush: the old value stays safe (recovery just scans more) and the next flush retries;
+ * - each segment knows how many of its bytes a successful fsync covered (durableSize); after a
+ *   failed fsync, rewriteSinceLastFlush() reads the rest back, checks it and writes it again, so a
+ *   later successful fsync really covers it (the kernel may drop dirty pages on an fsync error);
  * - a retention pass never outlives the log: close() waits for it and it stops between segments,
  *   so a topic deleted and re-created under the same name cannot lose files to the old pass.
  *
@@ -107,7 +110,10 @@ export class Log implements PartitionLog {
     this.segments = segments;
     this.recovery = recovery;
     this.recoveryPoint = recoveryPoint;
-    for (const s of unflushed) this.unflushed.add(s);
+    for (const s of unflushed) {
+      this.unflushed.add(s);
+      s.durableSize = 0; // scanned after an unclean stop or cut: fsynced again before it counts
+    }
     this.lastAppendTimeMs = segments.reduce((max, s) => Math.max(max, s.lastAppendTimeMs), 0);
   }
 
@@ -290,7 +296,14 @@ export class Log implements PartitionLog {
       const segment = segments[i]!;
       if (!segment.acquire()) throw this.unavailable(offset);
       try {
-        const result = await readSegment(segment, offset, maxBytes, bound, this.config.indexIntervalBytes);
+        const result = await readSegment(
+          segment,
+          offset,
+          maxBytes,
+          bound,
+          this.config.indexIntervalBytes,
+          this.logger,
+        );
         if (result !== null) return result;
       } finally {
         segment.release();
@@ -305,7 +318,7 @@ export class Log implements PartitionLog {
       if (segment.lastAppendTimeMs < timestampMs) continue;
       if (!segment.acquire()) return this.offsetForTimestamp(timestampMs); // deleted meanwhile: start over
       try {
-        const found = await findTimestamp(segment, timestampMs, this.config.indexIntervalBytes);
+        const found = await findTimestamp(segment, timestampMs, this.config.indexIntervalBytes, this.logger);
         if (found !== null) return found;
       } finally {
         segment.release();
@@ -346,6 +359,7 @@ export class Log implements PartitionLog {
   private async flushSegments(): Promise<bigint> {
     const covered = this.logEndOffset;
     const segments = [...this.unflushed];
+    const sizes = segments.map((s) => s.size);
     this.unflushed.clear();
     const directoryDirty = this.directoryDirty;
     this.directoryDirty = false;
@@ -359,6 +373,9 @@ export class Log implements PartitionLog {
       if (directoryDirty) this.directoryDirty = true;
       throw err;
     }
+    segments.forEach((s, i) => {
+      s.durableSize = Math.max(s.durableSize, Math.min(sizes[i]!, s.size));
+    });
     for (const s of this.rolledOut) {
       if (s !== this.active && !this.unflushed.has(s)) {
         s.closeIndexFiles();
@@ -367,6 +384,28 @@ export class Log implements PartitionLog {
     }
     await this.advanceRecoveryPoint();
     return covered;
+  }
+
+  /**
+   * After a failed flush, when the caller wants to try the disk again: every segment's bytes since
+   * its last successful fsync are read back, checked (CRC, dense offsets) and written again in place
+   * with its index files (Segment.rewriteUnflushed), then everything is fsynced, the partition
+   * directory included. Resolves once that fsync succeeded: from then on the whole log is as durable
+   * as if the failed fsync had worked. Rejects with the I/O error if the disk still fails (try again
+   * later), or with CorruptBatchError if the page cache no longer holds what was written (then only
+   * a restart's recovery can settle the log). The caller must not append meanwhile.
+   */
+  async rewriteSinceLastFlush(): Promise<number> {
+    this.ensureOpen();
+    let bytes = 0;
+    for (const segment of this.segments) {
+      if (segment.durableSize >= segment.size && !this.unflushed.has(segment)) continue;
+      bytes += await segment.rewriteUnflushed();
+      this.unflushed.add(segment);
+    }
+    this.directoryDirty = true;
+    await this.sharedFlush();
+    return bytes;
   }
 
   /**

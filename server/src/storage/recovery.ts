@@ -20,7 +20,10 @@
  *    - every other segment gets a sanity check of its indexes (sizes, monotonic entries, inside the
  *      log) and a walk of the frame headers after the last offset-index entry, which finds the
  *      segment's end offset and proves the index's tail matches the log. An index that fails is
- *      rebuilt by a full scan of its segment — so a bad index never hides a bad log.
+ *      rebuilt by a full scan of its segment — so a bad index never hides a bad log. Bit rot that
+ *      walk meets (the index proven right up to it) is kept in place if the frames after it walk
+ *      cleanly to the end (walkPastDamage: reads report it as DATA_LOSS); a last segment holding
+ *      such damage is rolled, so appends never follow it in the same file.
  *    A scan (segment-scan.ts) re-derives both indexes with the append path's own rule; an index
  *    file that disagrees with the log is rewritten from them and counted in `rebuiltIndexes`.
  *    Time indexes are sparse (index-rule.ts), so the exact newest append time (retention and
@@ -46,8 +49,10 @@
 
 import { join } from "node:path";
 import type { Logger } from "../logger.js";
-import { MAX_FRAME_HEADER_BYTES } from "./batch-frame.js";
+import { isFrameProblem, MAX_FRAME_HEADER_BYTES } from "./batch-frame.js";
 import { parseFileName, RECOVERY_POINT_TEMP_FILE } from "./file-names.js";
+import { FrameCursor } from "./frame-cursor.js";
+import { nextGoodFrame } from "./frame-resync.js";
 import type { FileSystem } from "./fs.js";
 import type { RecoveryReport } from "./log-api.js";
 import { readRecoveryPoint, removeRecoveryPoint, writeRecoveryPoint } from "./recovery-point.js";
@@ -90,6 +95,17 @@ export async function loadSegments(options: LoadOptions): Promise<LoadedLog> {
       const torn = new Set<Segment>();
       await checkSegments(bases, point.value, point.problem, options, report, segments, unflushed, torn);
       await keepContiguous(segments, torn, logger, report);
+      const last = segments[segments.length - 1]!;
+      if (last.damaged) {
+        // Damage kept in place (walkPastDamage) must not sit in the active segment: appends go to
+        // a fresh one from the true end offset.
+        last.closeIndexFiles();
+        segments.push(Segment.create(fs, logger, dir, last.nextOffset));
+        logger.warn(
+          { file: last.logPath, baseOffset: String(last.nextOffset) },
+          "rolled past a damaged segment",
+        );
+      }
       segments[segments.length - 1]!.openIndexFiles();
     }
     const recoveryPoint = await settleRecoveryPoint(point.value, segments, options);
@@ -217,12 +233,86 @@ async function checkSegment(
     readSize: options.indexIntervalBytes + 2 * MAX_FRAME_HEADER_BYTES,
     indexIntervalBytes: options.indexIntervalBytes,
   });
-  if (walk.problem !== null) return `log tail after the last index entry: ${walk.problem}`;
+  if (walk.problem !== null) {
+    // Damage right at the last entry's position may mean the entry is what is wrong: only an entry
+    // a walk from the previous one reaches exactly proves that the log is damaged there.
+    const entryRight = walk.validBytes > segment.offsetIndex.position(k) || (await entryReached(segment, k));
+    const past = entryRight
+      ? await walkPastDamage(segment, walk.validBytes, walk.nextOffset, nextBase)
+      : null;
+    if (past === null) return `log tail after the last index entry: ${walk.problem}`;
+    options.logger.warn(
+      {
+        file: segment.logPath,
+        position: walk.validBytes,
+        from: String(walk.nextOffset),
+        to: String(past.resumeAt),
+        problem: walk.problem,
+      },
+      "damaged batch in fsynced data: kept in place, reads of these offsets fail with DATA_LOSS, the rest is served",
+    );
+    segment.nextOffset = past.nextOffset;
+    return null;
+  }
   if (!walk.offsetIndexAgrees) return "offset index disagrees with the log's tail";
   if (!walk.timeIndexAgrees) return "time index disagrees with the log's tail";
   if (!walk.timeIndexFinal) return "time index does not end with the newest append time";
   segment.nextOffset = walk.nextOffset;
   return null;
+}
+
+/** Whether a header walk from offset-index entry k-1 lands exactly on entry k (entry 0 is (0, 0)). */
+async function entryReached(segment: Segment, k: number): Promise<boolean> {
+  if (k === 0) return true;
+  const target = segment.offsetIndex.position(k);
+  const cursor = new FrameCursor(segment, target, SCAN_READ_BYTES);
+  let at = segment.offsetIndex.position(k - 1);
+  let offset = segment.offsetIndex.relativeOffset(k - 1);
+  while (at < target) {
+    const header = await cursor.headerOrProblem(at);
+    if (isFrameProblem(header) || header.baseOffset !== segment.baseOffset + BigInt(offset)) return false;
+    offset += header.recordCount;
+    at += header.frameBytes;
+  }
+  return at === target && offset === segment.offsetIndex.relativeOffset(k);
+}
+
+/**
+ * Bit rot found by the trusted path's tail walk (the indexes passed their checks, so this is
+ * damage in fsynced data, not a torn write): the next good frame after the damage
+ * (frame-resync.ts) and a header walk from it to the end of the segment (dense offsets, within the
+ * next segment's base, ending with the time index's newest time) give the segment's true end
+ * offset, so nothing after the damage is cut and, in the last segment, no offset is ever reused.
+ * Null if that does not work out (the caller then rebuilds and cuts, as before). Reads of the
+ * damaged offsets fail with DATA_LOSS (segment-reader.ts). The last segment then stops being the
+ * active one (loadSegments rolls), so a later unclean open's scan never treats this damage as a
+ * torn write.
+ */
+async function walkPastDamage(
+  segment: Segment,
+  position: number,
+  expected: bigint,
+  nextBase: bigint | null,
+): Promise<{ resumeAt: bigint; nextOffset: bigint } | null> {
+  const end = segment.size;
+  const before = nextBase ?? 2n ** 64n - 1n;
+  const next = await nextGoodFrame(segment, position + 1, expected, end, before);
+  if (next === null) return nextBase === null ? null : { resumeAt: nextBase, nextOffset: nextBase };
+  const cursor = new FrameCursor(segment, end, SCAN_READ_BYTES);
+  let at = next.position;
+  let offset = next.baseOffset;
+  let newest = next.appendTimeMs;
+  while (at < end) {
+    const header = await cursor.headerOrProblem(at);
+    if (isFrameProblem(header) || header.baseOffset !== offset) return null;
+    offset += BigInt(header.recordCount);
+    if (offset > before) return null;
+    newest = header.appendTimeMs;
+    at += header.frameBytes;
+  }
+  if (newest !== segment.timeIndex.lastTimestamp) return null;
+  segment.damaged = true;
+  return { resumeAt: next.baseOffset, nextOffset: offset };
 }
 
 /**

@@ -27,6 +27,8 @@
  * the indexes live in memory only.
  */
 import type { Logger } from "../logger.js";
+import { isFrameProblem, parseFrameHeader, verifyFrameCrc } from "./batch-frame.js";
+import { CorruptBatchError } from "./errors.js";
 import { DELETED_SUFFIX, filePath } from "./file-names.js";
 import { type FileSystem, OPEN_READ_WRITE, OPEN_TRUNCATE, readFully, writeFully } from "./fs.js";
 import { addFinalTimeEntry, indexBatch, type NewestTime, newestTimeOf, noNewestTime } from "./index-rule.js";
@@ -58,6 +60,13 @@ export class Segment {
   size: number;
   /** The offset after the segment's last batch (= baseOffset when empty). */
   nextOffset: bigint;
+  /**
+   * Bytes of the .log a successful fsync covered (the log sets it after each flush). After a failed
+   * fsync, [durableSize, size) is of unknown durability: rewriteUnflushed() writes it again.
+   */
+  durableSize = 0;
+  /** Opening found bit rot in it and kept it in place (recovery.ts walkPastDamage). */
+  damaged = false;
   offsetIndex = new OffsetIndex();
   timeIndex = new TimeIndex();
 
@@ -110,6 +119,7 @@ export class Segment {
   ): Promise<{ segment: Segment; offsetIndexProblem: string | null; timeIndexProblem: string | null }> {
     const logFd = fs.openSync(filePath(dir, baseOffset, "log"), OPEN_READ_WRITE);
     const segment = new Segment(fs, logger, dir, baseOffset, logFd, fs.fstatSync(logFd).size);
+    segment.durableSize = segment.size; // the log lowers it for segments it must fsync again
     try {
       segment.indexFd = fs.openSync(segment.indexPath, OPEN_READ_WRITE);
       segment.timeIndexFd = fs.openSync(segment.timeIndexPath, OPEN_READ_WRITE);
@@ -220,6 +230,7 @@ export class Segment {
    */
   restore(state: SegmentState): void {
     this.size = state.size;
+    this.durableSize = Math.min(this.durableSize, state.size);
     this.nextOffset = state.nextOffset;
     this.newest = { ...state.newest };
     this.offsetIndex.truncateTo(state.offsetEntries);
@@ -244,6 +255,7 @@ export class Segment {
   truncateLog(bytes: number): void {
     this.fs.ftruncateSync(this.logFd, bytes);
     this.size = bytes;
+    this.durableSize = Math.min(this.durableSize, bytes);
   }
 
   /**
@@ -284,6 +296,52 @@ export class Segment {
     try {
       const fds = [this.logFd, this.indexFd, this.timeIndexFd].filter((fd) => fd >= 0);
       await Promise.all(fds.map((fd) => this.fs.fsync(fd)));
+    } finally {
+      this.release();
+    }
+  }
+
+  /**
+   * After a failed fsync (the kernel may have dropped the dirty pages, so a later fsync proves
+   * nothing about them): reads back the bytes written since the last successful fsync,
+   * [durableSize, size), checks every frame in them (framing, CRC, offsets dense up to nextOffset),
+   * and writes them again in place — with the whole index files, if open — so the next fsync covers
+   * them for real. Throws CorruptBatchError if what the file returns is not what was written (the
+   * pages are gone): then only a restart's recovery can settle the log. Returns the bytes rewritten.
+   * The caller makes sure no append runs meanwhile (the partition is offline for writes).
+   */
+  async rewriteUnflushed(): Promise<number> {
+    const from = this.durableSize;
+    const end = this.size;
+    if (!this.acquire()) return 0;
+    try {
+      if (end > from) {
+        const bytes = await this.read(from, end - from);
+        let at = 0;
+        let expected: bigint | null = null;
+        while (at < bytes.length) {
+          const header = parseFrameHeader(bytes, at, bytes.length);
+          const bad = (why: string) => new CorruptBatchError(this.logPath, from + at, why);
+          if (isFrameProblem(header)) throw bad(`re-reading after a failed fsync: ${header.problem}`);
+          if (!verifyFrameCrc(bytes, at, header)) throw bad("re-reading after a failed fsync: CRC mismatch");
+          if (expected !== null && header.baseOffset !== expected)
+            throw bad(
+              `re-reading after a failed fsync: base offset ${header.baseOffset}, expected ${expected}`,
+            );
+          expected = header.baseOffset + BigInt(header.recordCount);
+          at += header.frameBytes;
+        }
+        if (expected !== this.nextOffset)
+          throw new CorruptBatchError(
+            this.logPath,
+            end,
+            "re-reading after a failed fsync: the log ends early",
+          );
+        writeFully(this.fs, this.logFd, [bytes], from);
+      }
+      if (this.indexFd >= 0) writeFully(this.fs, this.indexFd, [this.offsetIndex.encode()], 0);
+      if (this.timeIndexFd >= 0) writeFully(this.fs, this.timeIndexFd, [this.timeIndex.encode()], 0);
+      return end - from;
     } finally {
       this.release();
     }

@@ -27,14 +27,22 @@ class FakeLog {
   settle(error?: Error): void {
     for (const p of this.pending.splice(0)) error ? p.reject(error) : p.resolve();
   }
+  rewrites = 0;
+  /** Errors the next rewrites throw, in order; then they succeed. */
+  rewriteFailures: Error[] = [];
+  rewriteSinceLastFlush(): Promise<number> {
+    this.rewrites++;
+    const failure = this.rewriteFailures.shift();
+    return failure ? Promise.reject(failure) : Promise.resolve(0);
+  }
   close(): Promise<void> {
     return Promise.resolve();
   }
 }
 
-function partition(log: FakeLog): Partition {
+function partition(log: FakeLog, faultRetryMs = 60_000): Partition {
   const settings = { ...loadConfig().topicDefaults, flushMs: -1, flushMessages: -1 };
-  return new Partition("t", 0, log as unknown as PartitionLog, settings, silentLogger());
+  return new Partition("t", 0, log as unknown as PartitionLog, settings, silentLogger(), {}, faultRetryMs);
 }
 
 const batch: AppendInput = { records: Buffer.from([0x0a, 0x00]), recordCount: 1, compression: 1 };
@@ -77,16 +85,51 @@ describe("broker > partition > group commit", () => {
 
   it("takes the partition offline for writes after a failed fsync", async () => {
     // Ensures no acknowledgement can follow an fsync failure (the kernel may have dropped the
-    // dirty pages): appends and syncs are refused until a restart recovers the log.
+    // dirty pages): appends and syncs are refused until a probe has rewritten and fsynced the data.
     const log = new FakeLog();
     const p = partition(log);
     p.append([batch]);
     const sync = p.sync();
     log.settle(Object.assign(new Error("EIO: fsync"), { code: "EIO" }));
     await expect(sync).rejects.toThrow(PartitionOfflineError);
-    expect(() => p.append([batch])).toThrow(/restart the broker/);
+    expect(() => p.append([batch])).toThrow(/retry later: the broker tries the disk again every 60000 ms/);
     await expect(p.sync()).rejects.toThrow(PartitionOfflineError);
     expect(log.logEndOffset).toBe(1n);
+    expect(log.rewrites).toBe(0); // the probe waits storage.fault.retry.ms
+    await p.close();
+  });
+
+  it("resumes writes once a probe rewrites and fsyncs, retrying while the disk fails", async () => {
+    // Ensures the offline state ends by itself when the disk recovers: a probe every
+    // storage.fault.retry.ms, an I/O error keeps it offline (and probing), success resumes writes.
+    const log = new FakeLog();
+    const p = partition(log, 20);
+    p.append([batch]);
+    const sync = p.sync();
+    log.settle(Object.assign(new Error("EIO: fsync"), { code: "EIO" }));
+    await expect(sync).rejects.toThrow(PartitionOfflineError);
+    log.rewriteFailures = [Object.assign(new Error("EIO: fsync"), { code: "EIO" })];
+    for (let i = 0; i < 200 && log.rewrites < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(log.rewrites).toBe(2);
+    await tick();
+    expect(p.append([batch])[0]!.baseOffset).toBe(1n);
+    await p.close();
+  });
+
+  it("stays offline until a restart when the data does not read back intact", async () => {
+    // Ensures a probe never resumes over data the page cache lost: only recovery can settle it.
+    const log = new FakeLog();
+    const p = partition(log, 20);
+    p.append([batch]);
+    const sync = p.sync();
+    log.settle(Object.assign(new Error("EIO: fsync"), { code: "EIO" }));
+    await expect(sync).rejects.toThrow(PartitionOfflineError);
+    log.rewriteFailures = [new Error("corrupt batch in x at byte 0: CRC mismatch")];
+    for (let i = 0; i < 200 && log.rewrites < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(log.rewrites).toBe(1); // no further probe
+    expect(() => p.append([batch])).toThrow(/restart the broker/);
+    await p.close();
   });
 });
 

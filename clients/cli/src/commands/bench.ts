@@ -21,7 +21,7 @@
 import type { Command } from "commander";
 import { DEFAULT_RATES } from "../bench/phase-latency.js";
 import { type BenchOptions, runBench } from "../bench/run.js";
-import { CliError, globalOptions, parseCount } from "../context.js";
+import { CliError, globalOptions, parseCount, usesSecurityOptions } from "../context.js";
 
 interface BenchFlags {
   records: string;
@@ -92,6 +92,12 @@ export function registerBenchCommand(program: Command): void {
     .action(async (flags: BenchFlags, cmd: Command) => {
       const source = cmd.parent?.getOptionValueSource("broker");
       const globals = globalOptions(cmd);
+      if (usesSecurityOptions(globals)) {
+        throw new CliError(
+          "rill bench does not support --tls* or --token-file yet: benchmark a plaintext broker on loopback",
+          2,
+        );
+      }
       const explicit = (source === "cli" || source === "env") && globals.broker.length > 0;
       const options = benchOptions(
         flags,

@@ -26,6 +26,20 @@ export interface ProduceRequestView {
   malformed?: string;
 }
 
+/**
+ * Checks the length prefix at the reader's position against the bytes left, reading it as the full
+ * varint: BinaryReader reads lengths as uint32, so a length of 2^32 + n would silently become n and
+ * the rest of the field would be read as more fields. Leaves the reader where it was.
+ */
+export function checkLength(reader: BinaryReader, name: string): void {
+  const start = reader.pos;
+  const len = BigInt(reader.uint64());
+  const remaining = reader.len - reader.pos;
+  if (len > BigInt(remaining))
+    throw new Error(`field ${name} claims ${len} bytes but only ${remaining} remain`);
+  reader.pos = start;
+}
+
 export function decodeProduceRequestView(buffer: Buffer): ProduceRequestView {
   const view: ProduceRequestView = {
     topic: "",
@@ -42,6 +56,7 @@ export function decodeProduceRequestView(buffer: Buffer): ProduceRequestView {
       const [field, wireType] = reader.tag();
       const expect = (wt: WireType, name: string) => {
         if (wireType !== wt) throw new Error(`field ${name} has wire type ${wireType}, expected ${wt}`);
+        if (wt === WireType.LengthDelimited) checkLength(reader, name);
       };
       switch (field) {
         case 1:
@@ -74,6 +89,8 @@ export function decodeProduceRequestView(buffer: Buffer): ProduceRequestView {
           break;
         default:
           if (field === 0) throw new Error("field number 0");
+          // Unknown fields too: reader.skip() reads their length as uint32.
+          if (wireType === WireType.LengthDelimited) checkLength(reader, `number ${field}`);
           reader.skip(wireType, field);
       }
     }

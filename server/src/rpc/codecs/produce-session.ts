@@ -15,7 +15,7 @@
  * the generated encoder writes for the same message (proto3: default scalars omitted).
  */
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { decodeProduceRequestView, type ProduceRequestView } from "./produce-request.js";
+import { checkLength, decodeProduceRequestView, type ProduceRequestView } from "./produce-request.js";
 
 export interface ProduceSessionRequestView {
   /** Field 1, echoed in the answer. */
@@ -46,9 +46,12 @@ export function decodeProduceSessionRequestView(buffer: Buffer): ProduceSessionR
         case 2: {
           if (wireType !== WireType.LengthDelimited)
             throw new Error(`field produce has wire type ${wireType}, expected ${WireType.LengthDelimited}`);
-          const len = reader.uint32();
+          // The full varint, not uint32: a length of 2^32 + n must not pass for n.
+          const claimed = BigInt(reader.uint64());
           const start = reader.pos;
-          if (start + len > reader.len) throw new Error(`field produce claims ${len} bytes, past the end`);
+          if (claimed > BigInt(reader.len - start))
+            throw new Error(`field produce claims ${claimed} bytes, past the end`);
+          const len = Number(claimed);
           reader.pos = start + len;
           produceStart = start;
           produceEnd = start + len;
@@ -56,6 +59,8 @@ export function decodeProduceSessionRequestView(buffer: Buffer): ProduceSessionR
         }
         default:
           if (field === 0) throw new Error("field number 0");
+          // Unknown fields too: reader.skip() reads their length as uint32.
+          if (wireType === WireType.LengthDelimited) checkLength(reader, `number ${field}`);
           reader.skip(wireType, field);
       }
     }

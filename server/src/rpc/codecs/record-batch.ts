@@ -5,7 +5,9 @@
  *
  * RecordBatch wire layout: a sequence of fields; field 1 (LEN) is one Record each. A Record is a
  * sequence of fields: key (1, LEN), value (2, LEN), headers (3, LEN, repeated), timestamp_ms
- * (4, VARINT). The walk checks that every tag is well formed, every wire type is one protobuf
+ * (4, VARINT). The walk checks that every tag is well formed, every varint fits in 64 bits (Go's
+ * decoder refuses a longer one, so one such record would poison a Go consumer's whole response),
+ * every wire type is one protobuf
  * allows, every length stays inside its parent, and the known fields have their declared wire
  * type; inside headers (the one nested message of a record) the same, plus a UTF-8 key. It never
  * looks inside keys or values. Unknown fields are skipped (forward compatibility), as a generated
@@ -26,7 +28,10 @@ const I32 = 5;
 // The walker's cursor: module-level so reading a varint allocates nothing.
 let cursor = 0;
 
-/** Reads a varint of up to 10 bytes at `cursor`, returns it (exact below 2^53) and advances. */
+/**
+ * Reads a varint of up to 10 bytes at `cursor`, returns it (exact below 2^53) and advances. The
+ * tenth byte carries bit 63 only: a larger one overflows 64 bits and is refused.
+ */
 function readVarint(buf: Uint8Array, end: number): number {
   let value = 0;
   let scale = 1;
@@ -34,7 +39,11 @@ function readVarint(buf: Uint8Array, end: number): number {
     if (cursor >= end) throw new MalformedBatchError(`truncated varint at byte ${cursor}`);
     const b = buf[cursor++]!;
     value += (b & 0x7f) * scale;
-    if (b < 0x80) return value;
+    if (b < 0x80) {
+      if (i === 9 && b > 1)
+        throw new MalformedBatchError(`varint overflows 64 bits (ends at byte ${cursor})`);
+      return value;
+    }
     scale *= 128;
   }
   throw new MalformedBatchError(`varint longer than 10 bytes ending at byte ${cursor}`);
@@ -131,9 +140,11 @@ function checkRecord(buf: Uint8Array, end: number): void {
 
 /**
  * Returns how many records the encoded RecordBatch holds, checking the framing of each record.
- * Throws MalformedBatchError describing the first problem.
+ * Throws MalformedBatchError describing the first problem. Stops at record `maxRecords + 1`
+ * without looking further (and returns maxRecords + 1): such a batch is refused for its count, so
+ * a hostile batch of millions of empty records costs a bounded walk, not one per record it holds.
  */
-export function countRecords(buf: Uint8Array): number {
+export function countRecords(buf: Uint8Array, maxRecords = Number.POSITIVE_INFINITY): number {
   const end = buf.length;
   let count = 0;
   cursor = 0;
@@ -143,6 +154,7 @@ export function countRecords(buf: Uint8Array): number {
       expectLen("the records field");
       checkRecord(buf, readLength(buf, end, `record ${count}`));
       count++;
+      if (count > maxRecords) return count;
     } else {
       skipField(buf, wireType, end);
     }

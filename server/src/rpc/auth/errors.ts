@@ -1,0 +1,25 @@
+/**
+ * The errors of authentication and authorization. status.ts maps them: UnauthenticatedError →
+ * UNAUTHENTICATED, PermissionDeniedError → PERMISSION_DENIED. Their messages go to the client as
+ * they are, so they say what to do and never which part of a credential was wrong.
+ */
+
+/** The call carries no usable credentials (none, a malformed header, or an unknown token). */
+export class UnauthenticatedError extends Error {
+  override name = "UnauthenticatedError";
+}
+
+/** The caller is known but no ACL grants the operation. */
+export class PermissionDeniedError extends Error {
+  override name = "PermissionDeniedError";
+}
+
+/** The call ended (cancelled) while it waited out its principal's quota debt; nothing was done. */
+export class QuotaWaitEndedError extends Error {
+  override name = "QuotaWaitEndedError";
+}
+
+/** An auth file (tokens or ACLs) is missing or invalid; thrown at startup. */
+export class AuthFileError extends Error {
+  override name = "AuthFileError";
+}
