@@ -369,7 +369,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     min: 1,
     max: 10_000_000,
     target: "maxOpenStreams",
-    doc: "most streaming calls (Produce, ProduceSession, Fetch, JoinGroup, Watch, reflection) open in the whole broker; past it new ones get RESOURCE_EXHAUSTED",
+    doc: "most streaming calls (Produce, ProduceSession, Fetch, JoinGroup) open in the whole broker, past it new ones get RESOURCE_EXHAUSTED; health Watch and reflection streams have their own pool of a tenth of it",
   },
   {
     key: "stream.idle.timeout.ms",

@@ -1,10 +1,13 @@
 /**
  * Broker-wide limits on streaming calls, so slow, silent and vanished clients cost a bounded amount:
  *
- * - max.open.streams: at most this many streaming calls (any method whose request or response is a
- *   stream: Produce, ProduceSession, Fetch, JoinGroup, health Watch, reflection) are open at once in
- *   the whole broker. The next one is refused with RESOURCE_EXHAUSTED before its handler runs;
- *   unary calls are never counted nor refused (they end by themselves).
+ * - max.open.streams: at most this many streaming calls of the broker's own services (Produce,
+ *   ProduceSession, Fetch, JoinGroup) are open at once in the whole broker. The next one is refused
+ *   with RESOURCE_EXHAUSTED before its handler runs; unary calls are never counted nor refused (they
+ *   end by themselves). Streams of the standard services (health Watch, reflection) count in a
+ *   separate pool of a tenth of that (at least 1): health may be served without credentials
+ *   (auth.public.health), and unauthenticated watchers must not be able to crowd out the data
+ *   streams of authenticated clients.
  * - stream.idle.timeout.ms: a call whose requests are a stream (Produce, ProduceSession, reflection)
  *   that stays idle for this long is ended with DEADLINE_EXCEEDED and a message telling the client
  *   to open a new stream. Idle means: the client sent no message, the broker is waiting to read one
@@ -92,8 +95,22 @@ class TimedCall extends ServerInterceptingCall {
   }
 }
 
+/** Methods of the standard services (health, reflection), whose streams have their own pool. */
+function isStandardService(path: string): boolean {
+  return path.startsWith("/grpc.");
+}
+
+/** A pool of stream slots. */
+interface Pool {
+  open: number;
+  readonly max: number;
+  /** The setting a refusal names. */
+  readonly setting: string;
+}
+
 export class StreamLimits {
-  private openCount = 0;
+  private readonly broker: Pool;
+  private readonly standard: Pool;
   private readonly timed = new Set<Timed>();
   private timer: NodeJS.Timeout | undefined;
   private readonly tickMs: number;
@@ -109,11 +126,17 @@ export class StreamLimits {
     private readonly logger: Logger,
   ) {
     this.tickMs = Math.min(5000, Math.max(50, Math.floor(options.streamIdleTimeoutMs / 10)));
+    this.broker = { open: 0, max: options.maxOpenStreams, setting: "max.open.streams" };
+    this.standard = {
+      open: 0,
+      max: Math.max(1, Math.floor(options.maxOpenStreams / 10)),
+      setting: "max.open.streams / 10, for health Watch and reflection",
+    };
   }
 
-  /** Streaming calls open now. */
+  /** Streaming calls open now (both pools). */
   get open(): number {
-    return this.openCount;
+    return this.broker.open + this.standard.open;
   }
 
   /** The grpc-js server interceptor (pass in the Server options' `interceptors`). */
@@ -131,10 +154,11 @@ export class StreamLimits {
     let admitted = false;
     let over = false;
     let timed: Timed | undefined;
+    const pool = isStandardService(path) ? this.standard : this.broker;
     const end = () => {
       if (over) return;
       over = true;
-      if (admitted) this.openCount--;
+      if (admitted) pool.open--;
       if (timed) this.untime(timed);
     };
     const intercepting: TimedCall = new TimedCall(call, {
@@ -142,17 +166,17 @@ export class StreamLimits {
         const listener = new ServerListenerBuilder()
           .withOnReceiveMetadata((metadata: Metadata, nextMetadata) => {
             if (over) return;
-            if (this.openCount >= this.options.maxOpenStreams) {
+            if (pool.open >= pool.max) {
               this.refused++;
-              this.warnRefused(path);
+              this.warnRefused(path, pool);
               intercepting.sendStatus({
                 code: Status.RESOURCE_EXHAUSTED,
-                details: `the broker has ${this.openCount} streams open, its limit (max.open.streams): retry later, close streams you do not need, or raise max.open.streams`,
+                details: `the broker has ${pool.open} streams of this kind open, its limit (${pool.setting}): retry later, close streams you do not need, or raise max.open.streams`,
               });
               return;
             }
             admitted = true;
-            this.openCount++;
+            pool.open++;
             if (requestStream && this.options.streamIdleTimeoutMs !== -1) {
               timed = {
                 call: intercepting,
@@ -240,12 +264,12 @@ export class StreamLimits {
     }
   }
 
-  private warnRefused(path: string): void {
+  private warnRefused(path: string, pool: Pool): void {
     this.refusedSinceWarning++;
     const now = Date.now();
     if (now - this.refusedWarnedAt < REFUSAL_WARN_INTERVAL_MS) return;
     this.logger.warn(
-      { method: path, open: this.openCount, refused: this.refusedSinceWarning },
+      { method: path, open: pool.open, limit: pool.setting, refused: this.refusedSinceWarning },
       "streams refused: max.open.streams reached",
     );
     this.refusedWarnedAt = now;
