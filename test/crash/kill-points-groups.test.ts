@@ -8,30 +8,24 @@
  * committed offset is the last acknowledged one or the one in flight (never older, never garbage),
  * no leftover log directory stays, and new commits work and survive a restart.
  */
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { groupApi, groupStub, RawMember } from "../integration/helpers/group.js";
 import { api, stubs } from "../integration/helpers/grpc.js";
-import { killAll } from "./helpers/broker-process.js";
 import {
+  cleanUpKillPoints,
   describeKillPoint,
   expectKilledAtPoint,
   expectServing,
   type KillPoint,
+  newDataDir,
   spawnKillPoint,
   startNormalBroker,
   stopBroker,
-  stopBrokers,
 } from "./helpers/kill-point.js";
 
-const dirs: string[] = [];
-afterEach(async () => {
-  await killAll();
-  await stopBrokers();
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
+afterEach(cleanUpKillPoints);
 
 const OFFSETS_LOG = "/groups/log-0/\\d{20}\\.log$";
 
@@ -77,8 +71,7 @@ describe("crash > kill points in group offset commits", () => {
   for (const c of CASES)
     it(`${c.name}: the committed offset is the old or the new one`, async () => {
       const context = `kill point ${describeKillPoint(c.kill)} (${c.name})`;
-      const dataDir = await mkdtemp(join(tmpdir(), "rill-killpoint-"));
-      dirs.push(dataDir);
+      const dataDir = await newDataDir();
       const first = await startNormalBroker(dataDir);
       const s = stubs(first.address);
       await api(s).createTopic({ topic: "t", partitions: 1, config: undefined });

@@ -8,33 +8,26 @@
  * CRC-clean, take new produces, and leave whole segment files with no `.deleted` or orphan index
  * file behind.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { api, stubs } from "../integration/helpers/grpc.js";
-import { killAll } from "./helpers/broker-process.js";
 import {
   checkPartition,
+  cleanUpKillPoints,
   describeKillPoint,
   expectCleanFiles,
   expectKilledAtPoint,
   expectServing,
   expectWritable,
   type KillPoint,
+  newDataDir,
   produceUntilDead,
   spawnKillPoint,
   startNormalBroker,
   stopBroker,
-  stopBrokers,
 } from "./helpers/kill-point.js";
 
-const dirs: string[] = [];
-afterEach(async () => {
-  await killAll();
-  await stopBrokers();
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
+afterEach(cleanUpKillPoints);
 
 /** Segment files of a base offset other than 0: a segment created by a roll. */
 const ROLLED = "/(?!0{20})\\d{20}";
@@ -127,8 +120,7 @@ describe("crash > kill points in log steps", () => {
     it(`${c.name}: recovers every acked record, dense, CRC-clean and writable`, async () => {
       const then = c.thenKill ? `, then ${describeKillPoint(c.thenKill)} while recovering` : "";
       const context = `kill point ${describeKillPoint(c.kill)}${then} (${c.name})`;
-      const dataDir = await mkdtemp(join(tmpdir(), "rill-killpoint-"));
-      dirs.push(dataDir);
+      const dataDir = await newDataDir();
       const env: Record<string, string> = { RILL_INDEX_INTERVAL_BYTES: "256" };
       if (c.retention) env.RILL_RETENTION_CHECK_INTERVAL_MS = "50";
       const child = spawnKillPoint(dataDir, c.kill, env);

@@ -7,33 +7,27 @@
  * of the two is fixed by where the kill lands: topic.json renamed into place is the commit point of
  * a create, the rename into trash/ that of a delete.
  */
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { api, stubs } from "../integration/helpers/grpc.js";
-import { killAll } from "./helpers/broker-process.js";
 import {
   checkPartition,
+  cleanUpKillPoints,
   describeKillPoint,
   expectCleanFiles,
   expectKilledAtPoint,
   expectServing,
   expectWritable,
   type KillPoint,
+  newDataDir,
   produceUntilDead,
   spawnKillPoint,
   startNormalBroker,
   stopBroker,
-  stopBrokers,
 } from "./helpers/kill-point.js";
 
-const dirs: string[] = [];
-afterEach(async () => {
-  await killAll();
-  await stopBrokers();
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
+afterEach(cleanUpKillPoints);
 
 const PARTITIONS = 2;
 
@@ -118,12 +112,6 @@ async function listed(address: string): Promise<string[]> {
   } finally {
     s.close();
   }
-}
-
-async function newDataDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "rill-killpoint-"));
-  dirs.push(dir);
-  return dir;
 }
 
 describe("crash > kill points in topic create", () => {

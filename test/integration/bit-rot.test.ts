@@ -299,6 +299,33 @@ afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
+/**
+ * Reads partition 0 from the first and the last offset of every original batch in `segment`: each
+ * read begins with that batch (later damage may end it with DATA_LOSS). Returns those batches.
+ */
+async function expectReadsStartAtTheirBatch(
+  segment: { base: bigint; next: bigint },
+  note: string,
+): Promise<StoredBatch[]> {
+  const inSegment = original.filter((b) => b.base >= segment.base && b.base < segment.next);
+  for (const b of inSegment) {
+    for (const o of [b.base, b.base + BigInt(b.count) - 1n]) {
+      const got = await fetchAll(s.log, {
+        topic: TOPIC,
+        partition: 0,
+        start: { $case: "offset", value: o },
+        maxBytes: 1,
+      });
+      // The read goes on to the end, where later damage may stop it; the first batch is what counts.
+      expect([undefined, status.DATA_LOSS], `${note} offset ${o}: ${got.error?.details}`).toContain(
+        got.error?.code,
+      );
+      expect(batchesOf(got.responses)[0], `${note} offset ${o}`).toEqual(b);
+    }
+  }
+  return inSegment;
+}
+
 function expectDataLoss(
   error: { code: number; details: string } | undefined,
   damaged: { file: string; position: number; batch: StoredBatch },
@@ -425,22 +452,7 @@ describe("bit rot > damaged indexes", () => {
   it("starts every read at the right batch despite a damaged .index, and says so in the log", async () => {
     // Ensures a damaged index entry is either caught when the log opens (and rebuilt) or caught by
     // the check of the frame it points at: never a read that starts at the wrong batch.
-    const inSegment = original.filter((b) => b.base >= indexedSegment.base && b.base < indexedSegment.next);
-    for (const b of inSegment) {
-      for (const o of [b.base, b.base + BigInt(b.count) - 1n]) {
-        const got = await fetchAll(s.log, {
-          topic: TOPIC,
-          partition: 0,
-          start: { $case: "offset", value: o },
-          maxBytes: 1,
-        });
-        // The read goes on to the end, where later damage may stop it; the first batch is what counts.
-        expect([undefined, status.DATA_LOSS], `${seedNote} offset ${o}: ${got.error?.details}`).toContain(
-          got.error?.code,
-        );
-        expect(batchesOf(got.responses)[0], `${seedNote} offset ${o}`).toEqual(b);
-      }
-    }
+    await expectReadsStartAtTheirBatch(indexedSegment, seedNote);
     const name = indexedSegment.index;
     expect(
       logLines.some(
@@ -477,22 +489,7 @@ describe("bit rot > indexes damaged within their sanity checks", () => {
     // checking the frame it names (base offset; for a time lookup, an older append time) before
     // trusting it: the read falls back to a walk of the segment.
     const note = `${seedNote}; ${subtleFlips.join("; ")}`;
-    const inSegment = original.filter((b) => b.base >= subtleSegment.base && b.base < subtleSegment.next);
-    for (const b of inSegment) {
-      for (const o of [b.base, b.base + BigInt(b.count) - 1n]) {
-        const got = await fetchAll(s.log, {
-          topic: TOPIC,
-          partition: 0,
-          start: { $case: "offset", value: o },
-          maxBytes: 1,
-        });
-        // The read goes on to the end, where later damage may stop it; the first batch is what counts.
-        expect([undefined, status.DATA_LOSS], `${note} offset ${o}: ${got.error?.details}`).toContain(
-          got.error?.code,
-        );
-        expect(batchesOf(got.responses)[0], `${note} offset ${o}`).toEqual(b);
-      }
-    }
+    const inSegment = await expectReadsStartAtTheirBatch(subtleSegment, note);
     const from = inSegment[0]!.appendTimeMs - 1n;
     const to = inSegment.at(-1)!.appendTimeMs + 1n;
     for (let t = from; t <= to; t++) {

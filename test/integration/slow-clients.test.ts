@@ -24,10 +24,10 @@ import { createClient } from "../../clients/ts/src/index.js";
 import { type ConfigOverrides, startBroker } from "../../server/src/main.js";
 import type { RpcContext } from "../../server/src/rpc/context.js";
 import { type FileSystem, nodeFileSystem } from "../../server/src/storage/fs.js";
+import { brokerArgs, killAll, ROOT, startBrokerProcess } from "../helpers/broker-process.js";
 import { randomTopic, startTestBroker, type TestBroker } from "./helpers/broker.js";
 import { api, follow, produce, produceRequest, record, type Stubs, stubs } from "./helpers/grpc.js";
 
-const ROOT = join(import.meta.dirname, "..", "..");
 const MiB = 1024 * 1024;
 
 const children: ChildProcess[] = [];
@@ -46,6 +46,7 @@ afterEach(async () => {
     }
   }
   for (const f of cleanups.splice(0)) await f();
+  await killAll(); // after the cleanups: they stop the RSS sampler that reads the broker's /proc
   for (const s of clients.splice(0)) s.close();
   for (const b of brokers.splice(0)) await b.stop();
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
@@ -364,15 +365,7 @@ describe("integration > slow clients > vanished clients (keepalive)", () => {
     expect((await produce(s.log, [produceRequest(topic, 0, [record("a")])])).error).toBeUndefined();
     const { server } = tb.broker;
     const baseline = { open: server.streamLimits.open, streams: server.context.streams.size };
-    const fetchHex = Buffer.from(
-      FetchRequest.encode({
-        topic,
-        partition: 0,
-        maxBytes: 0,
-        follow: true,
-        start: { $case: "offset", value: 0n },
-      }).finish(),
-    ).toString("hex");
+    const fetchHex = Buffer.from(followFromStart(topic)).toString("hex");
     const child = spawn(process.execPath, ["-e", HOLDER, tb.address, fetchHex], {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],
@@ -462,39 +455,11 @@ describe("integration > slow clients > healthy and idle connections", () => {
 // A consumer that stops reading, next to a producer writing 384 MiB, against a broker process.
 
 /** Starts `rill broker` (dist/) on a free port with metrics; resolves with its addresses. */
-async function spawnBroker(
-  dataDir: string,
-): Promise<{ child: ChildProcess; address: string; metrics: string }> {
-  const child = spawn(
-    process.execPath,
-    [
-      join(ROOT, "bin", "rill.js"),
-      "broker",
-      "--listen",
-      "127.0.0.1:0",
-      "--data-dir",
-      dataDir,
-      "--metrics-port",
-      "0",
-      "--log-pretty",
-      "false",
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("broker did not start in 20 s")), 20_000);
-    child.once("exit", (code) => reject(new Error(`broker exited with ${code}`)));
-    let metrics = "";
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      const entry = JSON.parse(line) as { msg?: string; address?: string };
-      if (entry.msg === "metrics serving" && entry.address) metrics = entry.address;
-      if (entry.msg === "broker serving" && entry.address) {
-        clearTimeout(timer);
-        resolve({ child, address: entry.address, metrics });
-      }
-    });
-  });
+async function spawnBroker(dataDir: string): Promise<{ pid: number; address: string; metrics: string }> {
+  const args = brokerArgs(dataDir, ["--metrics-port", "0"]);
+  const { broker, address } = await startBrokerProcess({ dataDir, args });
+  const metrics = broker.startup.find((e) => e.msg === "metrics serving")?.address ?? "";
+  return { pid: broker.pid, address, metrics };
 }
 
 /** VmRSS of a process, in bytes (Linux). */
@@ -517,6 +482,17 @@ async function metric(metricsAddress: string, name: string, labels = ""): Promis
   return sum;
 }
 
+/** A FetchRequest following partition 0 of `topic` from offset 0, encoded. */
+function followFromStart(topic: string): Uint8Array {
+  return FetchRequest.encode({
+    topic,
+    partition: 0,
+    maxBytes: 0,
+    follow: true,
+    start: { $case: "offset", value: 0n },
+  }).finish();
+}
+
 /** A gRPC-framed request (uncompressed). */
 function frame(message: Uint8Array): Buffer {
   const header = Buffer.alloc(5);
@@ -531,7 +507,7 @@ describe("integration > slow clients > a consumer that stops reading", () => {
     // broker's RSS grows by far less than what was produced, and the stream shows as blocked.
     const dataDir = await mkdtemp(join(tmpdir(), "rill-slow-"));
     dirs.push(dataDir);
-    const { child, address, metrics } = await spawnBroker(dataDir);
+    const { pid, address, metrics } = await spawnBroker(dataDir);
     expect(metrics).not.toBe("");
     const s = connect(address);
     const topic = randomTopic();
@@ -552,26 +528,16 @@ describe("integration > slow clients > a consumer that stops reading", () => {
       te: "trailers",
     });
     stream.on("error", () => {});
-    stream.end(
-      frame(
-        FetchRequest.encode({
-          topic,
-          partition: 0,
-          maxBytes: 0,
-          follow: true,
-          start: { $case: "offset", value: 0n },
-        }).finish(),
-      ),
-    );
+    stream.end(frame(followFromStart(topic)));
     stream.pause();
     const fetchOpen = async () => metric(metrics, "rill_rpc_in_flight", 'method="Fetch"');
     for (let i = 0; i < 200 && (await fetchOpen()) !== 1; i++) await sleep(50);
     expect(await fetchOpen()).toBe(1);
 
-    const baseline = rssOf(child.pid!);
+    const baseline = rssOf(pid);
     let peak = baseline;
     const sampler = setInterval(() => {
-      peak = Math.max(peak, rssOf(child.pid!));
+      peak = Math.max(peak, rssOf(pid));
     }, 20);
     cleanups.push(() => clearInterval(sampler));
     const produced = 384 * MiB;
@@ -585,7 +551,7 @@ describe("integration > slow clients > a consumer that stops reading", () => {
     }
     for (let i = 0; i < 100 && (await metric(metrics, "rill_streams_blocked")) !== 1; i++) await sleep(50);
     clearInterval(sampler);
-    peak = Math.max(peak, rssOf(child.pid!));
+    peak = Math.max(peak, rssOf(pid));
     const bytesIn = await metric(metrics, "rill_bytes_in_total");
     const bytesOut = await metric(metrics, "rill_bytes_out_total");
     const growth = peak - baseline;

@@ -8,7 +8,6 @@ import { access, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import {
   type ChannelCredentials,
   credentials,
@@ -25,6 +24,7 @@ import { createClient, type RillClient, RillError, type TlsOptions } from "../..
 import { ConfigError } from "../../server/src/config.js";
 import { startBroker } from "../../server/src/main.js";
 import { buildServerCredentials } from "../../server/src/rpc/tls.js";
+import { brokerArgs, killAll, startBrokerProcess } from "../helpers/broker-process.js";
 import { type CertFiles, makeTestPki, type TestPki } from "../helpers/certs.js";
 import { randomTopic, startTestBroker, type TestBroker } from "./helpers/broker.js";
 import { bin, buildIfMissing, cli, finish, root } from "./helpers/cli.js";
@@ -53,6 +53,7 @@ afterEach(async () => {
   for (const c of children.splice(0)) {
     if (c.exitCode === null && c.signalCode === null && c.pid !== undefined) process.kill(c.pid, "SIGKILL");
   }
+  await killAll();
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
@@ -334,26 +335,10 @@ describe("integration > tls > safe defaults", () => {
     // Ensures the documented escape hatch (a mesh terminates mTLS) works from the bare flag.
     const dataDir = await mkdtemp(join(tmpdir(), "rill-tls-"));
     cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
-    const child = spawn(
-      process.execPath,
-      [bin, "broker", "--listen", "0.0.0.0:0", "--insecure", "--data-dir", dataDir, "--log-pretty", "false"],
-      { cwd: root, stdio: ["ignore", "pipe", "pipe"] },
-    );
-    children.push(child);
-    const entries: { level?: number; msg?: string; address?: string }[] = [];
-    const port = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("broker did not start in 20 s")), 20_000);
-      child.once("exit", (code) => reject(new Error(`broker exited with ${code}`)));
-      createInterface({ input: child.stdout! }).on("line", (line) => {
-        const entry = JSON.parse(line) as { level?: number; msg?: string; address?: string };
-        entries.push(entry);
-        if (entry.msg === "broker serving" && entry.address) {
-          clearTimeout(timer);
-          resolve(Number(entry.address.split(":").pop()));
-        }
-      });
-    });
-    const warning = entries.find((e) =>
+    const args = brokerArgs(dataDir, ["--insecure"], "0.0.0.0:0");
+    const { broker, address } = await startBrokerProcess({ dataDir, args });
+    const port = Number(address.split(":").pop());
+    const warning = broker.startup.find((e) =>
       /--insecure: serving gRPC without TLS on 0\.0\.0\.0/.test(e.msg ?? ""),
     );
     expect(warning?.level).toBe(40); // pino's warn

@@ -6,37 +6,22 @@
  * Every step goes through the storage FileSystem seam (storage/fs.ts), like segment files do, so
  * fault injection and crash tests reach topic create/delete and the metadata files too.
  *
- * Invariant of writeFileDurably: `<name>.tmp` is written and fsynced before it is renamed over
- * `<name>`, and the directory is fsynced after, so a crash at any step leaves either the old file
- * or the new one whole (plus, perhaps, a stray `<name>.tmp` the next write replaces).
+ * Invariant of writeFileDurably (storage/fs.ts replaceFileDurably, which the partition recovery
+ * point uses too): `<name>.tmp` is written and fsynced before it is renamed over `<name>`, and the
+ * directory is fsynced after, so a crash at any step leaves either the old file or the new one
+ * whole (plus, perhaps, a stray `<name>.tmp` the next write replaces).
  */
-import { join } from "node:path";
 import {
   type FileSystem,
   OPEN_READ_ONLY,
-  OPEN_TRUNCATE,
   readFully,
+  replaceFileDurably,
   syncDirectory,
-  writeFully,
 } from "../storage/fs.js";
 
 /** Writes dir/name via a temp file, fsync and rename, then fsyncs the directory. */
-export async function writeFileDurably(
-  fs: FileSystem,
-  dir: string,
-  name: string,
-  contents: string,
-): Promise<void> {
-  const tmp = join(dir, `${name}.tmp`);
-  const fd = fs.openSync(tmp, OPEN_TRUNCATE);
-  try {
-    writeFully(fs, fd, [Buffer.from(contents, "utf8")], 0);
-    await fs.fsync(fd);
-  } finally {
-    await fs.close(fd);
-  }
-  await fs.rename(tmp, join(dir, name));
-  await syncDirectory(fs, dir);
+export function writeFileDurably(fs: FileSystem, dir: string, name: string, contents: string): Promise<void> {
+  return replaceFileDurably(fs, dir, name, Buffer.from(contents, "utf8"));
 }
 
 /** Reads a small file whole as `encoding` text; rejects like node:fs (ENOENT if it is missing). */

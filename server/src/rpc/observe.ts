@@ -27,6 +27,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import type { RpcContext } from "./context.js";
+import { splitMethodPath, wrapMethods } from "./service-methods.js";
 import { statusSentHere } from "./stream-limits.js";
 
 /** What the RPC layer reports; implemented by metrics/. Every method must be cheap and never throw. */
@@ -54,23 +55,12 @@ export function instrumentService(
   service: ServiceDefinition,
   implementation: UntypedServiceImplementation,
 ): UntypedServiceImplementation {
-  const out: UntypedServiceImplementation = { ...implementation };
-  for (const [key, def] of Object.entries(service)) {
-    const name = implementation[key] !== undefined ? key : def.originalName;
-    const handler = name === undefined ? undefined : implementation[name];
-    if (name === undefined || handler === undefined) continue;
-    const [serviceName, methodName] = splitPath(def.path);
-    out[name] = def.responseStream
+  return wrapMethods(service, implementation, (def, handler) => {
+    const [serviceName, methodName] = splitMethodPath(def.path);
+    return def.responseStream
       ? wrapStreaming(ctx, serviceName, methodName, handler)
       : wrapReplying(ctx, serviceName, methodName, handler);
-  }
-  return out;
-}
-
-/** "/rill.v1.LogService/Produce" → ["rill.v1.LogService", "Produce"]. */
-function splitPath(path: string): [string, string] {
-  const slash = path.lastIndexOf("/");
-  return [path.slice(1, slash), path.slice(slash + 1)];
+  });
 }
 
 interface Call {

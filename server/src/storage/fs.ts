@@ -15,6 +15,7 @@
  * storage is positional (never O_APPEND, which would ignore the position on Linux).
  */
 import * as nodeFs from "node:fs";
+import { join } from "node:path";
 
 /** The subset of node:fs storage uses. Implementations must keep node:fs's semantics and errors. */
 export interface FileSystem {
@@ -152,4 +153,28 @@ export async function syncDirectory(fs: FileSystem, dir: string): Promise<void> 
   } finally {
     await fs.close(fd);
   }
+}
+
+/**
+ * Replaces dir/name whole and durably: `tempName` is written and fsynced, renamed over `name`, and
+ * the directory fsynced, so a crash at any step leaves either the old file or the new one whole
+ * (plus, perhaps, a stray `tempName` the next replace truncates). Throws on any I/O error.
+ */
+export async function replaceFileDurably(
+  fs: FileSystem,
+  dir: string,
+  name: string,
+  contents: Uint8Array,
+  tempName = `${name}.tmp`,
+): Promise<void> {
+  const temp = join(dir, tempName);
+  const fd = fs.openSync(temp, OPEN_TRUNCATE);
+  try {
+    writeFully(fs, fd, [contents], 0);
+    await fs.fsync(fd);
+  } finally {
+    await fs.close(fd);
+  }
+  await fs.rename(temp, join(dir, name));
+  await syncDirectory(fs, dir);
 }

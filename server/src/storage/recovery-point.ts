@@ -18,14 +18,7 @@
  */
 import { join } from "node:path";
 import { RECOVERY_POINT_FILE, RECOVERY_POINT_TEMP_FILE } from "./file-names.js";
-import {
-  type FileSystem,
-  OPEN_READ_ONLY,
-  OPEN_TRUNCATE,
-  readFully,
-  syncDirectory,
-  writeFully,
-} from "./fs.js";
+import { type FileSystem, OPEN_READ_ONLY, readFully, replaceFileDurably, syncDirectory } from "./fs.js";
 
 /** Longest valid content: 20 digits (2^64 - 1) and the newline. */
 const MAX_BYTES = 21;
@@ -68,16 +61,8 @@ export async function readRecoveryPoint(fs: FileSystem, dir: string): Promise<Lo
 
 /** Replaces the file with `value` durably (see the header). Throws on any I/O error. */
 export async function writeRecoveryPoint(fs: FileSystem, dir: string, value: bigint): Promise<void> {
-  const temp = join(dir, RECOVERY_POINT_TEMP_FILE);
-  const fd = fs.openSync(temp, OPEN_TRUNCATE);
-  try {
-    writeFully(fs, fd, [Buffer.from(`${value}\n`, "latin1")], 0);
-    await fs.fsync(fd);
-  } finally {
-    await fs.close(fd);
-  }
-  await fs.rename(temp, join(dir, RECOVERY_POINT_FILE));
-  await syncDirectory(fs, dir);
+  const contents = Buffer.from(`${value}\n`, "latin1");
+  await replaceFileDurably(fs, dir, RECOVERY_POINT_FILE, contents, RECOVERY_POINT_TEMP_FILE);
 }
 
 /** Removes the file durably (an unclean open then scans every segment). No error if it is missing. */

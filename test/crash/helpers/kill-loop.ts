@@ -24,8 +24,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ServiceError } from "@grpc/grpc-js";
+import {
+  type BrokerChild,
+  peakRssKiB,
+  sigkill,
+  startBrokerProcess,
+  within,
+} from "../../helpers/broker-process.js";
 import { api, stubs } from "../../integration/helpers/grpc.js";
-import { type BrokerChild, peakRssKiB, sigkill, startBrokerProcess, within } from "./broker-process.js";
 import { type CheckedBatch, type Durability, RawLogClient, scanPartitionDir } from "./raw-log.js";
 import { seededIntegers } from "./seed.js";
 

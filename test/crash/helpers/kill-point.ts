@@ -3,16 +3,18 @@
  * drive it until it SIGKILLs itself, then open the data dir with a normal in-process broker and
  * check what recovery made of it.
  *
- * Invariants: every child is tracked by broker-process.ts (SIGKILLed in afterEach), every
- * in-process broker by `stopBrokers` (call it in afterEach); every load loop is bounded in count
- * and time; a kill point that is never reached fails the test (it would prove nothing).
+ * Invariants: every child is tracked by test/helpers/broker-process.ts, every in-process broker
+ * by `stopBrokers`, every data dir by `newDataDir`; `cleanUpKillPoints` (call it in afterEach)
+ * SIGKILLs, stops and removes them all; every load loop is bounded in count and time; a kill
+ * point that is never reached fails the test (it would prove nothing).
  */
-import { readdir } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "vitest";
 import { type Broker, type ConfigOverrides, startBroker } from "../../../server/src/main.js";
+import { type BrokerChild, killAll, ROOT, spawnBroker, within } from "../../helpers/broker-process.js";
 import { healthClient } from "../../integration/helpers/health.js";
-import { type BrokerChild, ROOT, spawnBroker, within } from "./broker-process.js";
 import { Durability, RawLogClient, scanPartitionDir } from "./raw-log.js";
 
 export const FIXTURE = join(ROOT, "test", "crash", "fixtures", "kill-point-broker.mjs");
@@ -112,6 +114,22 @@ export async function stopBroker(broker: Broker): Promise<void> {
 /** For afterEach: shuts down every normal broker still running. */
 export async function stopBrokers(): Promise<void> {
   await Promise.all([...running].map((b) => stopBroker(b).catch(() => {})));
+}
+
+const dataDirs: string[] = [];
+
+/** A fresh temporary data dir, removed by `cleanUpKillPoints`. */
+export async function newDataDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "rill-killpoint-"));
+  dataDirs.push(dir);
+  return dir;
+}
+
+/** For afterEach: SIGKILLs every child, stops every normal broker, removes every data dir. */
+export async function cleanUpKillPoints(): Promise<void> {
+  await killAll();
+  await stopBrokers();
+  for (const d of dataDirs.splice(0)) await rm(d, { recursive: true, force: true });
 }
 
 export async function expectServing(address: string): Promise<void> {

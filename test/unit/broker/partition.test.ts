@@ -48,6 +48,17 @@ function partition(log: FakeLog, faultRetryMs = 60_000): Partition {
 const batch: AppendInput = { records: Buffer.from([0x0a, 0x00]), recordCount: 1, compression: 1 };
 const tick = () => new Promise((r) => setImmediate(r));
 
+/** A partition (probing every `faultRetryMs`) taken offline by an fsync that failed with EIO. */
+async function offlinePartition(faultRetryMs: number): Promise<{ log: FakeLog; p: Partition }> {
+  const log = new FakeLog();
+  const p = partition(log, faultRetryMs);
+  p.append([batch]);
+  const sync = p.sync();
+  log.settle(Object.assign(new Error("EIO: fsync"), { code: "EIO" }));
+  await expect(sync).rejects.toThrow(PartitionOfflineError);
+  return { log, p };
+}
+
 describe("broker > partition > group commit", () => {
   it("shares one queued fsync between every caller that arrives while one runs", async () => {
     // Ensures concurrent FSYNCED produces pay one fsync per round, and each waits for an fsync
@@ -102,12 +113,7 @@ describe("broker > partition > group commit", () => {
   it("resumes writes once a probe rewrites and fsyncs, retrying while the disk fails", async () => {
     // Ensures the offline state ends by itself when the disk recovers: a probe every
     // storage.fault.retry.ms, an I/O error keeps it offline (and probing), success resumes writes.
-    const log = new FakeLog();
-    const p = partition(log, 20);
-    p.append([batch]);
-    const sync = p.sync();
-    log.settle(Object.assign(new Error("EIO: fsync"), { code: "EIO" }));
-    await expect(sync).rejects.toThrow(PartitionOfflineError);
+    const { log, p } = await offlinePartition(20);
     log.rewriteFailures = [Object.assign(new Error("EIO: fsync"), { code: "EIO" })];
     for (let i = 0; i < 200 && log.rewrites < 2; i++) await new Promise((r) => setTimeout(r, 10));
     expect(log.rewrites).toBe(2);
@@ -118,12 +124,7 @@ describe("broker > partition > group commit", () => {
 
   it("stays offline until a restart when the data does not read back intact", async () => {
     // Ensures a probe never resumes over data the page cache lost: only recovery can settle it.
-    const log = new FakeLog();
-    const p = partition(log, 20);
-    p.append([batch]);
-    const sync = p.sync();
-    log.settle(Object.assign(new Error("EIO: fsync"), { code: "EIO" }));
-    await expect(sync).rejects.toThrow(PartitionOfflineError);
+    const { log, p } = await offlinePartition(20);
     log.rewriteFailures = [new Error("corrupt batch in x at byte 0: CRC mismatch")];
     for (let i = 0; i < 200 && log.rewrites < 1; i++) await new Promise((r) => setTimeout(r, 10));
     await new Promise((r) => setTimeout(r, 100));

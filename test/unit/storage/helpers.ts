@@ -18,6 +18,7 @@ import {
 import { type FileSystem, nodeFileSystem } from "../../../server/src/storage/fs.js";
 import { type Log, openLog } from "../../../server/src/storage/log.js";
 import { type AppendInput, CompressionCode, type LogConfig } from "../../../server/src/storage/log-api.js";
+import { TrackingFileSystem } from "../../helpers/tracking-fs.js";
 
 export const DEFAULT_TEST_CONFIG: LogConfig = {
   segmentBytes: 1 << 20,
@@ -172,10 +173,8 @@ export function errnoError(code: string, syscall: string): NodeJS.ErrnoException
  * node:fs with hooks: counts calls and lets a test inject a fault into the next call of a kind.
  * A writev fault may first write part of the data (a torn write), as a nearly full disk does.
  */
-export class FaultyFileSystem implements FileSystem {
+export class FaultyFileSystem extends TrackingFileSystem {
   readonly calls = { writev: 0, fsync: 0, ftruncate: 0, read: 0, rename: 0 };
-  /** Paths of the descriptors this file system opened. */
-  readonly paths = new Map<number, string>();
   /** The next writev (optionally only one on a path matching `pathIncludes`) writes `partialBytes` then throws. */
   writevFault: { code: string; partialBytes: number; pathIncludes?: string; skip?: number } | null = null;
   fsyncFault: string | null = null;
@@ -183,20 +182,13 @@ export class FaultyFileSystem implements FileSystem {
   renameFault: string | null = null;
   /** Called before each async read resolves; lets a test interleave work with a read. */
   beforeReadResolves: (() => Promise<void>) | null = null;
-  private readonly base = nodeFileSystem;
 
-  openSync(path: string, flags: number, mode?: number): number {
-    const fd = this.base.openSync(path, flags, mode);
-    this.paths.set(fd, path);
-    return fd;
-  }
-
-  writevSync(fd: number, buffers: readonly NodeJS.ArrayBufferView[], position: number): number {
+  override writevSync(fd: number, buffers: readonly NodeJS.ArrayBufferView[], position: number): number {
     this.calls.writev++;
     const fault = this.writevFault;
     if (
       fault !== null &&
-      (fault.pathIncludes === undefined || (this.paths.get(fd) ?? "").includes(fault.pathIncludes))
+      (fault.pathIncludes === undefined || this.pathOf(fd).includes(fault.pathIncludes))
     ) {
       if ((fault.skip ?? 0) > 0) {
         fault.skip!--;
@@ -204,38 +196,25 @@ export class FaultyFileSystem implements FileSystem {
         this.writevFault = null;
         if (fault.partialBytes > 0) {
           const all = Buffer.concat(buffers.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
-          this.base.writevSync(fd, [all.subarray(0, fault.partialBytes)], position);
+          super.writevSync(fd, [all.subarray(0, fault.partialBytes)], position);
         }
         throw errnoError(fault.code, "writev");
       }
     }
-    return this.base.writevSync(fd, buffers, position);
+    return super.writevSync(fd, buffers, position);
   }
 
-  ftruncateSync(fd: number, length: number): void {
+  override ftruncateSync(fd: number, length: number): void {
     this.calls.ftruncate++;
     if (this.ftruncateFault !== null) {
       const code = this.ftruncateFault;
       this.ftruncateFault = null;
       throw errnoError(code, "ftruncate");
     }
-    this.base.ftruncateSync(fd, length);
+    super.ftruncateSync(fd, length);
   }
 
-  fstatSync(fd: number): { size: number } {
-    return this.base.fstatSync(fd);
-  }
-
-  closeSync(fd: number): void {
-    this.paths.delete(fd);
-    this.base.closeSync(fd);
-  }
-
-  unlinkSync(path: string): void {
-    this.base.unlinkSync(path);
-  }
-
-  async read(
+  override async read(
     fd: number,
     buffer: Uint8Array,
     offset: number,
@@ -243,49 +222,28 @@ export class FaultyFileSystem implements FileSystem {
     position: number,
   ): Promise<number> {
     this.calls.read++;
-    const n = await this.base.read(fd, buffer, offset, length, position);
+    const n = await super.read(fd, buffer, offset, length, position);
     if (this.beforeReadResolves !== null) await this.beforeReadResolves();
     return n;
   }
 
-  async fsync(fd: number): Promise<void> {
+  override async fsync(fd: number): Promise<void> {
     this.calls.fsync++;
     if (this.fsyncFault !== null) {
       const code = this.fsyncFault;
       this.fsyncFault = null;
       throw errnoError(code, "fsync");
     }
-    return this.base.fsync(fd);
+    return super.fsync(fd);
   }
 
-  close(fd: number): Promise<void> {
-    this.paths.delete(fd);
-    return this.base.close(fd);
-  }
-
-  unlink(path: string): Promise<void> {
-    return this.base.unlink(path);
-  }
-
-  async rename(from: string, to: string): Promise<void> {
+  override async rename(from: string, to: string): Promise<void> {
     this.calls.rename++;
     if (this.renameFault !== null) {
       const code = this.renameFault;
       this.renameFault = null;
       throw errnoError(code, "rename");
     }
-    return this.base.rename(from, to);
-  }
-
-  mkdir(path: string): Promise<void> {
-    return this.base.mkdir(path);
-  }
-
-  readdir(path: string): Promise<string[]> {
-    return this.base.readdir(path);
-  }
-
-  rm(path: string): Promise<void> {
-    return this.base.rm(path);
+    return super.rename(from, to);
   }
 }

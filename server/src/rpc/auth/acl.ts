@@ -23,8 +23,7 @@
  *   DECISION_CACHE_MAX entries (cleared when full) of names no longer than a valid name, so the
  *   produce hot path costs one map lookup and the cache stays within a few tens of MB.
  */
-import { readFileSync } from "node:fs";
-import { AuthFileError } from "./errors.js";
+import { AuthFileError, readAuthFile } from "./errors.js";
 import { principalProblem } from "./tokens.js";
 
 export type Resource = "topic" | "group";
@@ -66,15 +65,7 @@ export class AclTable {
   ) {}
 
   static load(path: string): AclTable {
-    let text: string;
-    try {
-      text = readFileSync(path, "utf8");
-    } catch (err) {
-      throw new AuthFileError(
-        `cannot read auth.acl.file ${path}: ${(err as Error).message}; give a readable JSON file`,
-      );
-    }
-    return AclTable.parse(text, path);
+    return AclTable.parse(readAuthFile("auth.acl.file", path), path);
   }
 
   static parse(text: string, source: string): AclTable {

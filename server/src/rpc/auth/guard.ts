@@ -22,6 +22,7 @@ import type {
 } from "@grpc/grpc-js";
 import type { BrokerConfig } from "../../config.js";
 import type { Logger } from "../../logger.js";
+import { splitMethodPath, wrapMethods } from "../service-methods.js";
 import { toServiceError } from "../status.js";
 import { Access, setAccess } from "./access.js";
 import { AclTable } from "./acl.js";
@@ -101,18 +102,15 @@ export function guardService(
   service: ServiceDefinition,
   implementation: UntypedServiceImplementation,
 ): UntypedServiceImplementation {
-  const out: UntypedServiceImplementation = { ...implementation };
-  for (const [key, def] of Object.entries(service)) {
-    const name = implementation[key] !== undefined ? key : def.originalName;
-    const handler = name === undefined ? undefined : implementation[name];
-    if (name === undefined || handler === undefined) continue;
-    out[name] = guardMethod(auth, logger, def.path, handler as unknown as Handler) as UntypedHandleCall;
-  }
-  return out;
+  return wrapMethods(
+    service,
+    implementation,
+    (def, handler) => guardMethod(auth, logger, def.path, handler as unknown as Handler) as UntypedHandleCall,
+  );
 }
 
 function guardMethod(auth: Auth, logger: Logger, path: string, inner: Handler): Handler {
-  const serviceName = path.slice(1, path.lastIndexOf("/"));
+  const [serviceName] = splitMethodPath(path);
   const isHealth = HEALTH_SERVICES.includes(serviceName);
   const isReflection = REFLECTION_SERVICES.includes(serviceName);
   if ((isHealth && auth.publicHealth) || (isReflection && auth.publicReflection)) return inner;

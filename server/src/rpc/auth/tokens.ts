@@ -17,8 +17,7 @@
  * - two entries may not carry the same token (ambiguous principal).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { AuthFileError } from "./errors.js";
+import { AuthFileError, readAuthFile } from "./errors.js";
 
 interface Entry {
   digest: Buffer;
@@ -49,15 +48,7 @@ export class TokenTable {
 
   /** Reads and validates the tokens file; throws AuthFileError with what to fix. */
   static load(path: string): TokenTable {
-    let text: string;
-    try {
-      text = readFileSync(path, "utf8");
-    } catch (err) {
-      throw new AuthFileError(
-        `cannot read auth.tokens.file ${path}: ${(err as Error).message}; give a readable JSON file`,
-      );
-    }
-    return TokenTable.parse(text, path);
+    return TokenTable.parse(readAuthFile("auth.tokens.file", path), path);
   }
 
   static parse(text: string, source: string): TokenTable {

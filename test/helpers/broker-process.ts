@@ -1,18 +1,28 @@
 /**
- * Broker child processes for crash tests: start one (the real `rill broker` command, or a fixture
- * script), wait until it serves, SIGKILL it by PID, and make sure none outlives its test.
+ * Broker child processes for tests (crash, integration): start one (the real `rill broker`
+ * command, or a fixture script), wait until it serves, SIGKILL it by PID, and make sure none
+ * outlives its test.
  *
  * Invariants: every child started here is tracked until `killAll` (call it in afterEach) has
  * SIGKILLed it by PID and seen it exit; every wait is bounded by a timeout; the child's output is
- * kept only as its last LOG_LINES lines (for failure messages), never unbounded.
+ * kept only as its last LOG_LINES lines (for failure messages), and its JSON log entries up to
+ * "broker serving" only as the first STARTUP_ENTRIES, never unbounded.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
-export const ROOT = join(import.meta.dirname, "..", "..", "..");
+export const ROOT = join(import.meta.dirname, "..", "..");
 const LOG_LINES = 40;
+const STARTUP_ENTRIES = 200;
+
+/** A line of the broker's JSON log (pino), as far as tests read it. */
+export interface LogEntry {
+  level?: number;
+  msg?: string;
+  address?: string;
+}
 
 export interface BrokerChild {
   readonly child: ChildProcess;
@@ -23,6 +33,8 @@ export interface BrokerChild {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** The last lines of its stdout and stderr, for failure messages. */
   readonly output: string[];
+  /** Its JSON log entries up to and including "broker serving" (e.g. "metrics serving", warnings). */
+  readonly startup: LogEntry[];
 }
 
 export interface SpawnOptions {
@@ -36,13 +48,13 @@ export interface SpawnOptions {
 /** The children of the running test, SIGKILLed by PID in afterEach (killAll). */
 const tracked = new Set<BrokerChild>();
 
-/** Arguments that run the real broker command on a free port of 127.0.0.1. */
-export function brokerArgs(dataDir: string, extra: string[] = []): string[] {
+/** Arguments that run the real broker command on `listen` (default: a free port of 127.0.0.1). */
+export function brokerArgs(dataDir: string, extra: string[] = [], listen = "127.0.0.1:0"): string[] {
   return [
     join(ROOT, "bin", "rill.js"),
     "broker",
     "--listen",
-    "127.0.0.1:0",
+    listen,
     "--data-dir",
     dataDir,
     "--log-pretty",
@@ -54,11 +66,14 @@ export function brokerArgs(dataDir: string, extra: string[] = []): string[] {
 export function spawnBroker(options: SpawnOptions): BrokerChild {
   const args = options.args ?? brokerArgs(options.dataDir);
   const child = spawn(process.execPath, args, {
+    cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...options.env },
   });
   if (child.pid === undefined) throw new Error(`could not start ${args.join(" ")}`);
   const output: string[] = [];
+  const startup: LogEntry[] = [];
+  let serving = false;
   const keep = (line: string) => {
     output.push(line);
     if (output.length > LOG_LINES) output.shift();
@@ -86,8 +101,10 @@ export function spawnBroker(options: SpawnOptions): BrokerChild {
     createInterface({ input: child.stdout! }).on("line", (line) => {
       keep(line);
       if (!line.startsWith("{")) return;
-      const entry = JSON.parse(line) as { msg?: string; address?: string };
-      if (entry.msg === "broker serving" && entry.address) {
+      const entry = JSON.parse(line) as LogEntry;
+      if (!serving && startup.length < STARTUP_ENTRIES) startup.push(entry);
+      if (!serving && entry.msg === "broker serving" && entry.address) {
+        serving = true;
         clearTimeout(timer);
         resolve(entry.address);
       }
@@ -95,7 +112,7 @@ export function spawnBroker(options: SpawnOptions): BrokerChild {
     createInterface({ input: child.stderr! }).on("line", keep);
   });
   ready.catch(() => {}); // callers that only wait for the exit must not see an unhandled rejection
-  const started: BrokerChild = { child, pid: child.pid, ready, exited, output };
+  const started: BrokerChild = { child, pid: child.pid, ready, exited, output, startup };
   tracked.add(started);
   void exited.then(() => tracked.delete(started));
   return started;
