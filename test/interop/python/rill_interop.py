@@ -7,6 +7,10 @@ against a broker and speaks JSON (bytes as base64) on stdin/stdout.
     rill_interop.py partition < {"keys": [b64...], "counts": [n...]}
                                                                -> {"hashes": [...], "partitions": [[...]]}
 
+produce and consume take [--ca FILE] [--cert FILE --key FILE] [--token-file FILE]: TLS trusting
+the CA (with a client certificate for mutual TLS) and a bearer token, as a user of a secured broker
+passes them to Client(credentials=..., metadata=...).
+
 The stubs directory comes from RILL_PY_GEN_DIR (see clients/python/generate.sh).
 """
 
@@ -20,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "clients" / "python"))
 
+import grpc  # noqa: E402
 from rill_client import Client, murmur2, partition_for_key  # noqa: E402
 
 
@@ -31,10 +36,27 @@ def unb64(text: str) -> bytes:
     return base64.b64decode(text, validate=True)
 
 
+def read(path: str | None) -> bytes | None:
+    return None if path is None else Path(path).read_bytes()
+
+
+def connect(args: argparse.Namespace) -> Client:
+    """A Client with the TLS material and token the options name (plaintext without --ca)."""
+    credentials = None
+    if args.ca is not None:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=read(args.ca), private_key=read(args.key), certificate_chain=read(args.cert)
+        )
+    metadata = []
+    if args.token_file is not None:
+        metadata.append(("authorization", "Bearer " + Path(args.token_file).read_text().strip()))
+    return Client(args.address, credentials=credentials, metadata=metadata)
+
+
 def produce(args: argparse.Namespace) -> None:
     """Sends each input record (to its own partition if it names one) and prints the batch results."""
     records = json.load(sys.stdin)
-    with Client(args.address) as client:
+    with connect(args) as client:
         producer = client.producer(batch_records=args.batch_records)
         for r in records:
             key = None if r["key"] is None else unb64(r["key"])
@@ -51,7 +73,7 @@ def produce(args: argparse.Namespace) -> None:
 def consume(args: argparse.Namespace) -> None:
     """Prints each record read as a JSON line, flushed at once (the test reads them as they come)."""
     offset = args.offset if args.offset in ("earliest", "latest") else int(args.offset)
-    with Client(args.address) as client:
+    with connect(args) as client:
         for r in client.consume(
             args.topic,
             args.partition,
@@ -103,6 +125,11 @@ def main() -> None:
     c.add_argument("--max-backoff", type=float, default=5.0)
     c.add_argument("--max-retries", type=int, default=10)
     c.set_defaults(run=consume)
+    for command in (p, c):
+        command.add_argument("--ca", default=None)
+        command.add_argument("--cert", default=None)
+        command.add_argument("--key", default=None)
+        command.add_argument("--token-file", default=None)
     k = sub.add_parser("partition")
     k.set_defaults(run=partition)
     args = parser.parse_args()
