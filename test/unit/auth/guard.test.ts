@@ -33,6 +33,9 @@ describe("unit > auth > guard", () => {
       { tlsCert: "c", tlsKey: "k", tlsClientCa: "ca", requireClientCert: true },
     );
     expect(createAuth(mtls)?.source.required).toBe(true);
+    // Certificates are suggested to unauthenticated callers only when tls.client.ca is set.
+    expect(createAuth(mtls)?.source.certificates).toBe(true);
+    expect(quotaOnly?.source.certificates).toBe(false);
   });
 
   it("fails the start on a missing auth file and refuses a zero quota", () => {

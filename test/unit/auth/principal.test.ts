@@ -26,7 +26,7 @@ function failure(fn: () => unknown): string {
 }
 
 describe("unit > auth > principal", () => {
-  const on = { tokens, required: true };
+  const on = { tokens, required: true, certificates: true };
 
   it("takes the bearer token's principal, case-insensitive scheme, token over certificate", () => {
     // Ensures the documented resolution order.
@@ -38,7 +38,9 @@ describe("unit > auth > principal", () => {
   it("takes CN=<common name> of a verified client certificate", () => {
     // Ensures the certificate principal form ACLs must name.
     expect(resolvePrincipal(call(undefined, "bob"), on)).toBe("CN=bob");
-    expect(resolvePrincipal(call(undefined, "bob"), { tokens: undefined, required: true })).toBe("CN=bob");
+    expect(
+      resolvePrincipal(call(undefined, "bob"), { tokens: undefined, required: true, certificates: true }),
+    ).toBe("CN=bob");
     expect(failure(() => resolvePrincipal(call(undefined, null), on))).toMatch(/no subject common name/);
   });
 
@@ -63,6 +65,22 @@ describe("unit > auth > principal", () => {
     expect(failure(() => resolvePrincipal(call(), on))).toMatch(
       /Bearer <token>.*--token-file.*client certificate/,
     );
-    expect(resolvePrincipal(call(), { tokens: undefined, required: false })).toBe(ANONYMOUS);
+    expect(resolvePrincipal(call(), { tokens: undefined, required: false, certificates: false })).toBe(
+      ANONYMOUS,
+    );
+  });
+
+  it("suggests only the ways this broker accepts: no certificate without tls.client.ca, no token without a tokens file", () => {
+    // A tokens-only broker (often plaintext on loopback) must not send users looking for a client certificate.
+    const tokensOnly = failure(() =>
+      resolvePrincipal(call(), { tokens, required: true, certificates: false }),
+    );
+    expect(tokensOnly).toMatch(/Bearer <token>.*--token-file/);
+    expect(tokensOnly).not.toMatch(/certificate|tls\.client\.ca/);
+    const certsOnly = failure(() =>
+      resolvePrincipal(call(), { tokens: undefined, required: true, certificates: true }),
+    );
+    expect(certsOnly).toMatch(/client certificate signed by the broker's tls\.client\.ca/);
+    expect(certsOnly).not.toMatch(/Bearer|token/);
   });
 });

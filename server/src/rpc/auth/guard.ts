@@ -41,6 +41,7 @@ export type AuthConfig = Pick<
   | "quotaProduceBytesPerSecond"
   | "quotaFetchBytesPerSecond"
   | "requireClientCert"
+  | "tlsClientCa"
 >;
 
 export interface Auth {
@@ -65,7 +66,7 @@ export function createAuth(config: AuthConfig): Auth | undefined {
   const required = tokens !== undefined || config.requireClientCert === true;
   if (!required && acl === undefined && !quotas.active) return undefined;
   return {
-    source: { tokens, required },
+    source: { tokens, required, certificates: config.tlsClientCa !== undefined },
     acl,
     quotas: quotas.active ? quotas : undefined,
     publicHealth: config.authPublicHealth,

@@ -28,10 +28,19 @@ export interface PrincipalSource {
   tokens: TokenTable | undefined;
   /** Authentication is on: a call must carry a token or a verified client certificate. */
   required: boolean;
+  /** tls.client.ca is set, so a client certificate can identify a caller (else not suggested). */
+  certificates: boolean;
 }
 
-const HOW =
-  "send the metadata `authorization: Bearer <token>` (rill CLI: --token-file or RILL_TOKEN; TS client: the token option), or connect with a client certificate signed by the broker's tls.client.ca";
+const HOW_TOKEN =
+  "send the metadata `authorization: Bearer <token>` (rill CLI: --token-file or RILL_TOKEN; TS client: the token option)";
+const HOW_CERT = "connect with a client certificate signed by the broker's tls.client.ca";
+
+/** What a caller without credentials can do: only the ways this broker accepts. */
+function how(source: PrincipalSource): string {
+  const ways = [source.tokens ? HOW_TOKEN : undefined, source.certificates ? HOW_CERT : undefined];
+  return ways.filter((w) => w !== undefined).join(", or ");
+}
 
 export function resolvePrincipal(call: CallWithCredentials, source: PrincipalSource): string {
   if (source.tokens) {
@@ -50,7 +59,7 @@ export function resolvePrincipal(call: CallWithCredentials, source: PrincipalSou
   }
   const cert = certificatePrincipal(call);
   if (cert !== undefined) return cert;
-  if (source.required) throw new UnauthenticatedError(`this broker requires authentication: ${HOW}`);
+  if (source.required) throw new UnauthenticatedError(`this broker requires authentication: ${how(source)}`);
   return ANONYMOUS;
 }
 
