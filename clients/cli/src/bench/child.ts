@@ -25,6 +25,8 @@ export interface Child {
   readonly ready: string[];
   /** The last lines of its stdout and stderr, for error messages. */
   tail(): string;
+  /** Resolves with the exit code when the child exits (null: killed by a signal). */
+  readonly exited: Promise<number | null>;
   /** SIGTERM, wait up to `graceMs` for the exit, then SIGKILL. Resolves with the exit code. */
   stop(graceMs?: number): Promise<number | null>;
 }
@@ -76,6 +78,7 @@ export function startChild(
         pid,
         ready: m,
         tail,
+        exited,
         async stop(graceMs = 25_000) {
           if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
           killQuietly(pid, "SIGTERM");

@@ -2,7 +2,7 @@
  * The records every phase sends: 200-byte values, no key, no headers, no timestamp (the workload of
  * the Kafka paper and of ../shared/bench/peers). Bytes 0-7 hold the record's sequence number
  * (big-endian), so a reader can check order; phase 5 puts the send time (a float64 of
- * `performance.now()`) in bytes 8-15. The rest comes from a fixed-seed pseudo-random pool, so every
+ * `wallClockMs()`) in bytes 8-15. The rest comes from a fixed-seed pseudo-random pool, so every
  * run sends the same bytes and nothing compresses them away.
  */
 import { Durability, type ProduceRequest } from "../../../ts/src/gen/rill/v1/log.js";
@@ -57,11 +57,19 @@ export function sequenceOf(value: Buffer): number {
   return value.readUInt32BE(0) * 2 ** 32 + value.readUInt32BE(4);
 }
 
-/** Record `seq` stamped with `sentAt` (ms, performance.now()). */
+/** Record `seq` stamped with `sentAt` (ms, wallClockMs()). */
 export function timedPayload(seq: number, sentAt: number): Buffer {
   const b = payload(seq);
   b.writeDoubleBE(sentAt, 8);
   return b;
+}
+
+/**
+ * Milliseconds on the wall clock with the monotonic clock's precision: comparable between the
+ * processes of one machine (phase 5 stamps in the bench and reads in latency-reader.ts).
+ */
+export function wallClockMs(): number {
+  return performance.timeOrigin + performance.now();
 }
 
 /** The send time a timed value carries. */
