@@ -231,7 +231,7 @@ async function fetch(ctx: RpcContext, call: ServerWritableStream<FetchRequest, B
       await write(
         call,
         stream,
-        buildFetchResponse(read.data, partition.highWatermark, partition.logStartOffset),
+        buildFetchResponse(read.data, partition.highWatermark, partition.logStartOffset, read.spare),
         abort.signal,
       );
       // Quota (auth/quota.ts): over its rate, the next read waits.

@@ -135,7 +135,9 @@ export async function readFully(
   position: number,
   length: number,
 ): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(length);
+  // Never from Node's shared pool: a read owns all of its memory, so a caller may use the room
+  // after what it keeps (ReadResult.spare).
+  const buffer = Buffer.allocUnsafeSlow(length);
   let done = 0;
   while (done < length) {
     const n = await fs.read(fd, buffer, done, length - done, position + done);

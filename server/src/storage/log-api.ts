@@ -58,6 +58,12 @@ export interface ReadResult {
   nextOffset: bigint;
   /** How many batches `data` holds. */
   batchCount: number;
+  /**
+   * Bytes right after `data` in its memory that belong to this read alone and that the caller may
+   * overwrite (0 if none): the fetch path writes FetchResponse's last fields there instead of
+   * copying `data` into a new buffer (rpc/codecs/fetch-response.ts).
+   */
+  spare: number;
 }
 
 export interface LogOptions {

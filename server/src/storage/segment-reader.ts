@@ -25,7 +25,7 @@ const MAX_READ_BYTES = 8 << 20;
 const EMPTY = Buffer.alloc(0);
 
 export function emptyRead(offset: bigint): ReadResult {
-  return { data: EMPTY, nextOffset: offset, batchCount: 0 };
+  return { data: EMPTY, nextOffset: offset, batchCount: 0, spare: 0 };
 }
 
 /** Where a walk to `relative` starts: a checked offset-index entry, or the segment's start. */
@@ -186,10 +186,14 @@ export async function readSegment(
       continue;
     }
     const last = frames[good - 1]!.header;
+    const served = goodBytes === total ? data : data.subarray(0, goodBytes);
     return {
-      data: goodBytes === total ? data : data.subarray(0, goodBytes),
+      data: served,
       nextOffset: last.baseOffset + BigInt(last.recordCount),
       batchCount: good,
+      // The cursor's window or fresh read is this read's own (readFully never pools), and nothing
+      // reads it after this: what follows `served` in it is free.
+      spare: served.buffer.byteLength - served.byteOffset - served.length,
     };
   }
 }

@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Durability, FetchResponse, ProduceRequest } from "../../../clients/ts/src/gen/rill/v1/log.js";
 import {
+  Batch,
   Compression,
   RecordBatch,
   type Record as RillRecord,
@@ -108,6 +109,41 @@ describe("rpc > codecs > fetch response", () => {
     expect(decoded.batches).toEqual([]);
     expect(decoded.highWatermark).toBe(hw);
     expect(decoded.logStartOffset).toBe(5n);
+  });
+
+  it("writes the trailer into the read's spare room without copying the frames, same bytes", () => {
+    // Ensures the zero-copy path (ReadResult.spare) encodes exactly what the copying one does, and
+    // that it copies only when the room is too small.
+    const frames = Buffer.concat(
+      [1, 2, 3].map((i) =>
+        FetchResponse.encode({
+          batches: [Batch.fromPartial({ baseOffset: BigInt(i), recordCount: 1 })],
+          highWatermark: 0n,
+          logStartOffset: 0n,
+        }).finish(),
+      ),
+    );
+    for (const [hw, start] of [
+      [3n, 0n],
+      [2n ** 60n, 2n ** 59n],
+      [0n, 0n],
+    ] as const) {
+      const copied = buildFetchResponse(frames, hw, start);
+      const memory = Buffer.alloc(frames.length + 40, 0xee);
+      frames.copy(memory);
+      const inPlace = buildFetchResponse(memory.subarray(0, frames.length), hw, start, 40);
+      expect(inPlace.equals(copied)).toBe(true);
+      expect(inPlace.buffer).toBe(memory.buffer);
+      const decoded = FetchResponse.decode(inPlace);
+      expect(decoded.batches.map((b) => b.baseOffset)).toEqual([1n, 2n, 3n]);
+      expect([decoded.highWatermark, decoded.logStartOffset]).toEqual([hw, start]);
+      // Too little room: a copy, the read's memory untouched past the frames.
+      const tight = Buffer.alloc(frames.length + 1, 0xee);
+      frames.copy(tight);
+      const fallback = buildFetchResponse(tight.subarray(0, frames.length), 2n ** 60n, 1n, 1);
+      expect(fallback.buffer).not.toBe(tight.buffer);
+      expect(tight[frames.length]).toBe(0xee);
+    }
   });
 });
 

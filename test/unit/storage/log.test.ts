@@ -191,7 +191,7 @@ describe("storage > log > read", () => {
       expect((await log.read(0n, 1 << 20, 3n)).nextOffset).toBe(2n);
       expect((await log.read(3n, 1 << 20, 3n)).batchCount).toBe(0);
       const empty = await log.read(4n, 1 << 20, 4n);
-      expect(empty).toEqual({ data: Buffer.alloc(0), nextOffset: 4n, batchCount: 0 });
+      expect(empty).toEqual({ data: Buffer.alloc(0), nextOffset: 4n, batchCount: 0, spare: 0 });
     }
   });
 

@@ -27,6 +27,37 @@ function record(i: number): RillRecord {
 }
 
 describe("storage > wire format", () => {
+  it("gives each read its own memory, with spare room after the data that the caller may overwrite", async () => {
+    // Ensures ReadResult.spare is safe to write into (the fetch path puts FetchResponse's trailer
+    // there): it lies inside the read's own allocation, and overwriting it changes neither another
+    // read of the same bytes nor the file.
+    const log = await h.open();
+    for (let b = 0; b < 6; b++) {
+      const records = [record(b)];
+      log.append([
+        {
+          records: RecordBatch.encode({ records }).finish(),
+          recordCount: 1,
+          compression: CompressionCode.None,
+        },
+      ]);
+    }
+    const fileBefore = readFileSync(h.path(0n, "log"));
+    const first = await log.read(1n, 120);
+    const again = await log.read(1n, 120);
+    expect(first.batchCount).toBeGreaterThan(0);
+    expect(first.batchCount).toBeLessThan(5); // the read stopped short of the segment: room after it
+    expect(first.spare).toBeGreaterThan(0);
+    expect(first.data.byteOffset + first.data.length + first.spare).toBe(first.data.buffer.byteLength);
+    expect(first.data.buffer).not.toBe(again.data.buffer);
+    const kept = Buffer.from(first.data);
+    Buffer.from(first.data.buffer, first.data.byteOffset + first.data.length, first.spare).fill(0xff);
+    expect(first.data.equals(kept)).toBe(true);
+    expect(again.data.equals(kept)).toBe(true);
+    expect((await log.read(1n, 120)).data.equals(kept)).toBe(true);
+    expect(readFileSync(h.path(0n, "log")).equals(fileBefore)).toBe(true);
+  });
+
   it("serves raw segment bytes that decode as FetchResponse.batches, exactly as produced", async () => {
     // Ensures disk format = wire format: a raw byte range is a valid FetchResponse encoding whose
     // batches hold exactly the records produced with the generated RecordBatch encoder.

@@ -14,9 +14,24 @@ export function encodeFetchTrailer(highWatermark: bigint, logStartOffset: bigint
   return w.finish();
 }
 
-/** One FetchResponse: the frames as read from disk, then the trailer. */
-export function buildFetchResponse(frames: Buffer, highWatermark: bigint, logStartOffset: bigint): Buffer {
+/**
+ * One FetchResponse: the frames as read from disk, then the trailer. When the `spare` bytes after
+ * `frames` in its memory are free for us (storage's ReadResult.spare) and the trailer fits, it is
+ * written there and the response is a view of the read: the frames are not copied (grpc-js still
+ * copies each message once to frame it).
+ */
+export function buildFetchResponse(
+  frames: Buffer,
+  highWatermark: bigint,
+  logStartOffset: bigint,
+  spare = 0,
+): Buffer {
   const trailer = encodeFetchTrailer(highWatermark, logStartOffset);
   if (frames.length === 0) return Buffer.from(trailer.buffer, trailer.byteOffset, trailer.byteLength);
+  if (trailer.byteLength <= spare) {
+    const out = Buffer.from(frames.buffer, frames.byteOffset, frames.length + trailer.byteLength);
+    out.set(trailer, frames.length);
+    return out;
+  }
   return Buffer.concat([frames, trailer]);
 }
