@@ -6,14 +6,11 @@
  * records/s. Both runs happen back to back in this phase, so the ratio is measured side by side.
  * Afterwards each topic's high watermarks must add up to what was acknowledged.
  */
-import type { ProducerRecord, RecordMetadata } from "../../../ts/src/index.js";
-import { deadline, Meter, round } from "./meter.js";
-import { PRODUCER_SETTINGS } from "./phase-producer.js";
+import { round } from "./meter.js";
+import { PRODUCER_SETTINGS, runProducer } from "./phase-producer.js";
 import { withBenchClient } from "./topics.js";
 import type { BenchEnv, PhaseResult } from "./types.js";
-import { values } from "./workload.js";
 
-const CHUNK = 1000;
 export const MANY_PARTITIONS = 1000;
 
 export async function runPartitionsPhase(env: BenchEnv, many = MANY_PARTITIONS): Promise<PhaseResult[]> {
@@ -31,36 +28,7 @@ async function runWith(env: BenchEnv, partitions: number): Promise<PhaseResult> 
   await withBenchClient(env, (c) => c.admin().createTopic(topic, { partitions }));
   env.createdTopics.push(topic);
   const task = env.progress.start(`9. ${name}`, env.records);
-  const limit = deadline(env.phaseSeconds);
-  let acked = 0;
-  let failure: unknown;
-  const measured = await withBenchClient(env, async (client) => {
-    const producer = client.producer({ ...PRODUCER_SETTINGS });
-    const onAcked = (m: RecordMetadata[]) => {
-      acked += m.length;
-      task.update(acked);
-    };
-    const onFailed = (e: unknown) => {
-      failure ??= e;
-    };
-    const chunks: ProducerRecord[][] = [];
-    for (let first = 0; first < env.records; first += CHUNK) {
-      const vs = values(first, Math.min(CHUNK, env.records - first));
-      chunks.push(vs.map((value, i) => ({ value, partition: (first + i) % partitions })));
-    }
-    const meter = new Meter(env);
-    const pending: Promise<void>[] = [];
-    for (const chunk of chunks) {
-      if (failure !== undefined || limit.passed()) break;
-      pending.push(producer.send(topic, chunk).then(onAcked, onFailed));
-      if (!producer.writable) await producer.waitWritable();
-    }
-    await producer.flush();
-    await Promise.all(pending);
-    const m = meter.finish(acked, env.records);
-    await producer.close();
-    return m;
-  });
+  const { measured, acked, failure } = await runProducer(env, topic, task, (i) => i % partitions);
   let error = failure === undefined ? undefined : (failure as Error).message;
   const stored = await withBenchClient(env, async (c) => {
     const offsets = await c.admin().listOffsets(topic);

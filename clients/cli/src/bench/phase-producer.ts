@@ -5,6 +5,7 @@
  */
 import type { ProducerRecord, RecordMetadata } from "../../../ts/src/index.js";
 import { deadline, Meter } from "./meter.js";
+import type { Task } from "./progress.js";
 import { createBenchTopic, highWatermark, readBack, withBenchClient } from "./topics.js";
 import type { BenchEnv, PhaseResult } from "./types.js";
 import { values } from "./workload.js";
@@ -18,10 +19,26 @@ export const PRODUCER_SETTINGS = {
   durability: "written",
 } as const;
 
-export async function runProducerPhase(env: BenchEnv): Promise<PhaseResult> {
-  const name = "produce, Producer (client batching)";
-  const topic = await createBenchTopic(env, "p3");
-  const task = env.progress.start(`3. ${name}`, env.records);
+/** What a timed run of the Producer did. */
+export interface ProducerRun {
+  measured: ReturnType<Meter["finish"]>;
+  acked: number;
+  /** The first send that failed, if one did. */
+  failure: unknown;
+}
+
+/**
+ * Sends records 0..N-1 (record i to partition `partitionOf(i)`) with a `Producer` of
+ * PRODUCER_SETTINGS, in chunks of 1000, waiting only when the producer is not writable; timed from
+ * the first send to the last acknowledgement (after flush), capped by the phase time. The chunks are
+ * made before the clock starts. Shared by phases 3 and 9.
+ */
+export async function runProducer(
+  env: BenchEnv,
+  topic: string,
+  task: Task,
+  partitionOf: (i: number) => number,
+): Promise<ProducerRun> {
   const limit = deadline(env.phaseSeconds);
   let acked = 0;
   let failure: unknown;
@@ -36,9 +53,8 @@ export async function runProducerPhase(env: BenchEnv): Promise<PhaseResult> {
     };
     const chunks: ProducerRecord[][] = [];
     for (let first = 0; first < env.records; first += CHUNK) {
-      chunks.push(
-        values(first, Math.min(CHUNK, env.records - first)).map((value) => ({ value, partition: 0 })),
-      );
+      const vs = values(first, Math.min(CHUNK, env.records - first));
+      chunks.push(vs.map((value, i) => ({ value, partition: partitionOf(first + i) })));
     }
     const meter = new Meter(env);
     const pending: Promise<void>[] = [];
@@ -53,6 +69,14 @@ export async function runProducerPhase(env: BenchEnv): Promise<PhaseResult> {
     await producer.close();
     return m;
   });
+  return { measured, acked, failure };
+}
+
+export async function runProducerPhase(env: BenchEnv): Promise<PhaseResult> {
+  const name = "produce, Producer (client batching)";
+  const topic = await createBenchTopic(env, "p3");
+  const task = env.progress.start(`3. ${name}`, env.records);
+  const { measured, acked, failure } = await runProducer(env, topic, task, () => 0);
   let error = failure === undefined ? undefined : (failure as Error).message;
   const stored = await highWatermark(env, topic);
   if (error === undefined && stored !== acked) error = `${acked} acknowledged but the log holds ${stored}`;
