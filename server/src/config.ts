@@ -45,6 +45,7 @@ export interface BrokerConfig {
   dataDir: string;
   autoCreateTopics: boolean;
   defaultPartitions: number;
+  maxPartitionsPerTopic: number;
   logLevel: string;
   /** undefined: pretty when stdout is a TTY. */
   logPretty: boolean | undefined;
@@ -202,6 +203,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: "true",
     target: "autoCreateTopics",
     doc: "create a topic on its first Produce",
+  },
+  {
+    key: "max.partitions.per.topic",
+    kind: "int",
+    default: "1000",
+    min: 1,
+    max: 10_000,
+    target: "maxPartitionsPerTopic",
+    doc: "most partitions one topic may have (each keeps 3 files open); CreateTopic and AddPartitions past it get RESOURCE_EXHAUSTED",
   },
   {
     key: "default.partitions",

@@ -1,4 +1,4 @@
-import { status } from "@grpc/grpc-js";
+import { type ServiceError, status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { ManualClock } from "../../server/src/clock.js";
 import { randomTopic, startTestBroker, type TestBroker } from "./helpers/broker.js";
@@ -11,6 +11,30 @@ afterEach(async () => {
 });
 
 describe("integration > limits", () => {
+  it("caps a topic's partitions at max.partitions.per.topic, on create and on add, leaving nothing behind", async () => {
+    // Ensures the per-topic partition bound (each partition keeps 3 files open): RESOURCE_EXHAUSTED
+    // naming the setting, no topic created, the partition count unchanged by a refused add.
+    tb = await startTestBroker({ maxPartitionsPerTopic: 4 });
+    const s = stubs(tb.address);
+    const a = api(s);
+    const topic = randomTopic();
+    const refused = await a
+      .createTopic({ topic, partitions: 5, config: undefined })
+      .catch((e: ServiceError) => e);
+    expect((refused as ServiceError).code).toBe(status.RESOURCE_EXHAUSTED);
+    expect((refused as ServiceError).details).toMatch(/max\.partitions\.per\.topic = 4/);
+    expect((await a.listTopics()).topics.map((t) => t.topic)).not.toContain(topic);
+    await a.createTopic({ topic, partitions: 4, config: undefined });
+    const grow = (partitions: number) =>
+      new Promise<ServiceError | null>((resolve) =>
+        s.admin.addPartitions({ topic, partitions }, (err) => resolve(err)),
+      );
+    expect((await grow(5))?.code).toBe(status.RESOURCE_EXHAUSTED);
+    const described = await a.describeTopic({ topic });
+    expect(described.topic?.partitions).toHaveLength(4);
+    s.close();
+  });
+
   it("refuses a batch with more records than max.records.per.batch", async () => {
     // Ensures the record-count limit is checked before the append, with a message saying what to do.
     tb = await startTestBroker({ maxRecordsPerBatch: 10 });

@@ -72,6 +72,7 @@ export class BrokerCore {
       cleanShutdown: cleanShutdown || isNew,
       fs,
       faultRetryMs: config.storageFaultRetryMs,
+      maxPartitionsPerTopic: config.maxPartitionsPerTopic,
     });
     let groups: GroupCoordinator;
     try {

@@ -30,6 +30,7 @@ import { openLog } from "../storage/log.js";
 import { readSmallFile, syncDir, writeFileDurably } from "./durable-fs.js";
 import {
   InvalidRequestError,
+  LimitExceededError,
   PartitionNotFoundError,
   TopicExistsError,
   TopicNotFoundError,
@@ -61,6 +62,8 @@ export interface TopicRegistryOptions {
   fs?: FileSystem | undefined;
   /** After a failed fsync, how often a partition tries the disk again (storage.fault.retry.ms). */
   faultRetryMs?: number | undefined;
+  /** Most partitions one topic may have (max.partitions.per.topic; default MAX_PARTITIONS). */
+  maxPartitionsPerTopic?: number | undefined;
 }
 
 const TOPIC_FILE = "topic.json";
@@ -206,6 +209,7 @@ export class TopicRegistry {
     if (!Number.isInteger(partitions) || partitions < 1 || partitions > MAX_PARTITIONS) {
       throw new InvalidRequestError(`partitions must be between 1 and ${MAX_PARTITIONS}, not ${partitions}`);
     }
+    this.checkPartitionLimit(name, partitions);
     return this.serialized(name, async () => {
       if (this.topics.has(name)) throw new TopicExistsError(name);
       const dir = join(this.topicsDir, name);
@@ -234,6 +238,19 @@ export class TopicRegistry {
     });
   }
 
+  /**
+   * Each partition keeps 3 files open and costs memory: a topic may have at most
+   * max.partitions.per.topic of them (LimitExceededError, i.e. RESOURCE_EXHAUSTED, naming it).
+   */
+  private checkPartitionLimit(name: string, partitions: number): void {
+    const max = this.options.maxPartitionsPerTopic ?? MAX_PARTITIONS;
+    if (partitions > max) {
+      throw new LimitExceededError(
+        `topic "${name}" would have ${partitions} partitions, more than this broker allows (max.partitions.per.topic = ${max}); use fewer partitions or raise the setting`,
+      );
+    }
+  }
+
   /** Raises a topic's partition count to `partitions` (never lowers it). */
   addPartitions(name: string, partitions: number): Promise<Topic> {
     validateTopicName(name);
@@ -246,6 +263,7 @@ export class TopicRegistry {
           `topic "${name}" has ${current} partitions; the new count must be larger, and at most ${MAX_PARTITIONS}, not ${partitions}`,
         );
       }
+      this.checkPartitionLimit(name, partitions);
       const dir = join(this.topicsDir, name);
       for (let p = current; p < partitions; p++) {
         await this.fs.rm(join(dir, String(p))); // an interrupted add's leftovers
