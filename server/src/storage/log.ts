@@ -18,7 +18,11 @@
  *   starts (never a partial frame), and holds a reference on the segments it reads so retention
  *   or close never pulls a descriptor from under it;
  * - a flush fsyncs every segment with unflushed bytes and, after a roll (or an open), the
- *   partition directory, so a new segment's directory entry is as durable as its data;
+ *   partition directory, so a new segment's directory entry is as durable as its data. Of the
+ *   active segment it fsyncs only the .log (one fsync per FSYNCED ack, not three): an unclean open
+ *   scans the active segment and rebuilds its indexes from the .log whatever the recovery point
+ *   says, so they need not be durable yet. A segment becomes unflushed again when it rolls (its
+ *   indexes get their fsync before the recovery point can pass it), and close fsyncs everything;
  * - recovery point (recovery-point.ts): every segment whose base offset is below the value on disk
  *   was completely fsynced, so an unclean open scans only the segments from it on. The value on
  *   disk only moves forward, after a successful flush, to the oldest segment still unflushed or
@@ -92,6 +96,8 @@ export class Log implements PartitionLog {
   private recoveryPoint: bigint | null;
   /** The recovery-point write in progress, if any (shutDown waits for it). */
   private recoveryPointWrite: Promise<void> | null = null;
+  /** The next flush must fsync the active segment's indexes too (close). */
+  private fullFlushWanted = false;
   /** Set by shutDown before it retires the segments: no recovery-point write may start after. */
   private released = false;
 
@@ -269,6 +275,9 @@ export class Log implements PartitionLog {
    */
   private roll(baseOffset: bigint): void {
     this.rolledOut.add(this.active);
+    // Its indexes were fsynced with nothing but its .log while it was active: the next flush must
+    // fsync them before the recovery point passes it.
+    this.unflushed.add(this.active);
     this.segments.push(Segment.create(this.fs, this.logger, this.dir, baseOffset));
     // The new files' directory entries reach disk with the next flush (see flushSegments).
     this.directoryDirty = true;
@@ -336,7 +345,8 @@ export class Log implements PartitionLog {
    * Group commit: with no fsync running, start one; while one runs, every caller shares the single
    * fsync queued behind it (it must start after the call, to cover the caller's appends).
    */
-  private sharedFlush(): Promise<bigint> {
+  private sharedFlush(full = false): Promise<bigint> {
+    if (full) this.fullFlushWanted = true;
     if (this.flushing === null) return this.startFlush();
     if (this.nextFlush === null) {
       const after = () => {
@@ -363,14 +373,19 @@ export class Log implements PartitionLog {
     this.unflushed.clear();
     const directoryDirty = this.directoryDirty;
     this.directoryDirty = false;
+    const full = this.fullFlushWanted;
+    this.fullFlushWanted = false;
+    const active = this.active;
     try {
-      await Promise.all(segments.map((s) => s.flush()));
+      // The active segment's indexes wait for its roll or for close (see the header).
+      await Promise.all(segments.map((s) => s.flush(!full && s === active)));
       // fsyncing a file does not make its directory entry durable: after a roll, fsync the
       // partition directory too, or a power loss could lose a whole acknowledged segment.
       if (directoryDirty) await syncDirectory(this.fs, this.dir);
     } catch (err) {
       for (const s of segments) if (this.segments.includes(s)) this.unflushed.add(s);
       if (directoryDirty) this.directoryDirty = true;
+      if (full) this.fullFlushWanted = true;
       throw err;
     }
     segments.forEach((s, i) => {
@@ -509,7 +524,8 @@ export class Log implements PartitionLog {
         error = err; // the next open rebuilds the time index
       }
       try {
-        await this.sharedFlush();
+        this.unflushed.add(this.active); // its indexes too: a clean open trusts them
+        await this.sharedFlush(true);
         this.active.cutUncommittedTail();
       } catch (err) {
         error ??= err;

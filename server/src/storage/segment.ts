@@ -290,11 +290,15 @@ export class Segment {
     return readFully(this.fs, this.logFd, position, length);
   }
 
-  /** fsyncs the .log and any open index file. */
-  async flush(): Promise<void> {
+  /**
+   * fsyncs the .log and any open index file; only the .log when `logOnly` (the active segment's
+   * indexes are rebuilt from its .log by an unclean open, see Log.flushSegments).
+   */
+  async flush(logOnly = false): Promise<void> {
     if (!this.acquire()) return;
     try {
-      const fds = [this.logFd, this.indexFd, this.timeIndexFd].filter((fd) => fd >= 0);
+      const all = logOnly ? [this.logFd] : [this.logFd, this.indexFd, this.timeIndexFd];
+      const fds = all.filter((fd) => fd >= 0);
       await Promise.all(fds.map((fd) => this.fs.fsync(fd)));
     } finally {
       this.release();

@@ -4,7 +4,7 @@
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { FetchResponse } from "../../../clients/ts/src/gen/rill/v1/log.js";
 import { type Batch, RecordBatch } from "../../../clients/ts/src/gen/rill/v1/record.js";
 import { ManualClock } from "../../../server/src/clock.js";
@@ -175,6 +175,8 @@ export function errnoError(code: string, syscall: string): NodeJS.ErrnoException
  */
 export class FaultyFileSystem extends TrackingFileSystem {
   readonly calls = { writev: 0, fsync: 0, ftruncate: 0, read: 0, rename: 0 };
+  /** File names of the descriptors fsynced, in call order ("" for one not opened here). */
+  readonly fsynced: string[] = [];
   /** The next writev (optionally only one on a path matching `pathIncludes`) writes `partialBytes` then throws. */
   writevFault: { code: string; partialBytes: number; pathIncludes?: string; skip?: number } | null = null;
   fsyncFault: string | null = null;
@@ -229,6 +231,7 @@ export class FaultyFileSystem extends TrackingFileSystem {
 
   override async fsync(fd: number): Promise<void> {
     this.calls.fsync++;
+    this.fsynced.push(basename(this.pathOf(fd)));
     if (this.fsyncFault !== null) {
       const code = this.fsyncFault;
       this.fsyncFault = null;

@@ -262,21 +262,53 @@ describe("storage > log > flush and close", () => {
     log.append([opaqueBatch(150)]);
     log.append([opaqueBatch(150)]);
     expect(await log.flush()).toBe(2n);
-    // Two segments, each with a .log, .index and .timeindex descriptor, and the partition
+    // The rolled segment's .log, .index and .timeindex, the active one's .log, and the partition
     // directory (the roll created files in it); then the recovery point moves past the rolled
     // segment: its temporary file and the directory.
-    expect(fs.calls.fsync).toBe(7 + 2);
+    expect(fs.calls.fsync).toBe(5 + 2);
     log.append([opaqueBatch(10)]);
     const first = log.flush();
     log.append([opaqueBatch(10)]);
     const shared = [log.flush(), log.flush(), log.flush()];
     expect(await first).toBe(3n);
     expect(await Promise.all(shared)).toEqual([4n, 4n, 4n]);
-    // The first round also covers a roll: its directory, and the recovery point moves again.
-    expect(fs.calls.fsync).toBe(7 + 2 + (3 + 1 + 2) + 3);
+    // The first round also covers a roll: the rolled segment's three files, the new active one's
+    // .log, the directory, and the recovery point moves again; the shared round: the active .log.
+    expect(fs.calls.fsync).toBe(5 + 2 + (3 + 1 + 1 + 2) + 1);
     expect(await log.flush()).toBe(4n);
     log = await h.reopen(log);
     expect(log.logEndOffset).toBe(4n);
+  });
+
+  it("fsyncs only the active segment's .log; its indexes once it rolls, and everything at close", async () => {
+    // Ensures one fsync per FSYNCED ack, while no segment's indexes are left unsynced below the
+    // recovery point (an unclean open rebuilds only the active segment's indexes from its .log).
+    const fs = new FaultyFileSystem();
+    h.fs = fs;
+    const log = await h.open({ config: { segmentBytes: 200 } });
+    const segmentFiles = () =>
+      fs.fsynced
+        .splice(0)
+        .filter((n) => /\.(log|index|timeindex)$/.test(n))
+        .sort();
+    segmentFiles();
+    log.append([opaqueBatch(150)]);
+    await log.flush();
+    expect(segmentFiles()).toEqual(["00000000000000000000.log"]);
+    log.append([opaqueBatch(150)]); // rolls
+    await log.flush();
+    expect(segmentFiles()).toEqual([
+      "00000000000000000000.index",
+      "00000000000000000000.log",
+      "00000000000000000000.timeindex",
+      "00000000000000000001.log",
+    ]);
+    await log.close();
+    expect(segmentFiles()).toEqual([
+      "00000000000000000001.index",
+      "00000000000000000001.log",
+      "00000000000000000001.timeindex",
+    ]);
   });
 
   it("keeps index descriptors only for the active segment once rolled segments are flushed", async () => {
