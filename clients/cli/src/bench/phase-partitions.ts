@@ -42,7 +42,7 @@ async function runWith(env: BenchEnv, partitions: number): Promise<PhaseResult> 
     name,
     ...measured,
     consumed: stored,
-    note: `Producer lingerMs ${PRODUCER_SETTINGS.lingerMs}, batchBytes ${PRODUCER_SETTINGS.batchBytes}, maxInFlight ${PRODUCER_SETTINGS.maxInFlight}; record i to partition i mod ${partitions}; high watermarks summed after`,
+    note: `Producer lingerMs ${PRODUCER_SETTINGS.lingerMs}, batchBytes ${PRODUCER_SETTINGS.batchBytes}, maxInFlight ${PRODUCER_SETTINGS.maxInFlight}, maxStreamBytes ${PRODUCER_SETTINGS.maxStreamBytes}; record i to partition i mod ${partitions}; high watermarks summed after`,
     error,
   };
 }

@@ -17,6 +17,7 @@ export const PRODUCER_SETTINGS = {
   batchBytes: 256 * 1024,
   maxInFlight: 1,
   durability: "written",
+  maxStreamBytes: 16 * 1024 * 1024,
 } as const;
 
 /** What a timed run of the Producer did. */
@@ -88,7 +89,7 @@ export async function runProducerPhase(env: BenchEnv): Promise<PhaseResult> {
     name,
     ...measured,
     consumed,
-    note: `Producer lingerMs ${PRODUCER_SETTINGS.lingerMs}, batchBytes ${PRODUCER_SETTINGS.batchBytes}, maxInFlight ${PRODUCER_SETTINGS.maxInFlight}, durability written; send() in chunks of ${CHUNK}`,
+    note: `Producer lingerMs ${PRODUCER_SETTINGS.lingerMs}, batchBytes ${PRODUCER_SETTINGS.batchBytes}, maxInFlight ${PRODUCER_SETTINGS.maxInFlight}, maxStreamBytes ${PRODUCER_SETTINGS.maxStreamBytes}, durability written; send() in chunks of ${CHUNK}`,
     error,
   };
 }

@@ -217,11 +217,24 @@ export class Accumulator {
     return b !== undefined && b.recordCount > 0 && b.bytes + size > this.options.batchBytes;
   }
 
+  /** The accumulator's clock (ms). */
+  time(): number {
+    return this.now();
+  }
+
   /**
-   * Adds record `index` of a prepared send to the partition's open batch (opening one if needed).
-   * True if a batch was opened.
+   * Adds record `index` of a prepared send to the partition's open batch (opening one if needed,
+   * created at `now`: pass one time for all the records of a send, so that its batches linger
+   * together). True if a batch was opened.
    */
-  append(topic: string, partition: number, prepared: Prepared, index: number, owner: SendState): boolean {
+  append(
+    topic: string,
+    partition: number,
+    prepared: Prepared,
+    index: number,
+    owner: SendState,
+    now = this.now(),
+  ): boolean {
     let batches = this.byTopic.get(topic);
     if (batches === undefined) {
       batches = { open: [], lastBytes: [] };
@@ -233,7 +246,7 @@ export class Accumulator {
       // Size the buffer like the partition's last batch, so a steady stream never regrows it.
       const last = Math.min(batches.lastBytes[partition] ?? 0, 1.25 * this.options.batchBytes);
       const expected = last + 2 * prepared.sizes[index]!;
-      b = new OpenBatch(topic, partition, this.now(), expected);
+      b = new OpenBatch(topic, partition, now, expected);
       batches.open[partition] = b;
       this.open.add(b);
       opened = true;

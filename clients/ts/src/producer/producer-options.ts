@@ -32,7 +32,10 @@ export interface ProducerOptions {
   acks?: ProducerAcks;
   /** "per-stream": Produce streams open at once (default 1). */
   maxInFlight?: number;
-  /** "per-stream": encoded batch bytes sent on one Produce stream, at least one batch (default 4 MiB). */
+  /**
+   * "per-stream": encoded batch bytes sent on one Produce stream, at least one batch (default: half of
+   * `bufferBytes`, 16 MiB, so the other half fills while a stream is out; BENCHMARKS.md phase 9).
+   */
   maxStreamBytes?: number;
   /** "per-batch": batches sent on the session and not yet answered (default 1000). */
   maxInFlightBatches?: number;
@@ -82,7 +85,6 @@ const DEFAULTS = {
   lingerMs: 5,
   batchBytes: 256 * 1024,
   maxInFlight: 1,
-  maxStreamBytes: 4 * 1024 * 1024,
   maxInFlightBatches: 1000,
   bufferBytes: 32 * 1024 * 1024,
   metadataMaxAgeMs: 5 * 60_000,
@@ -100,13 +102,17 @@ export function resolveProducerOptions(
     throw new InvalidArgumentError(`acks must be "per-stream" or "per-batch", got ${String(acks)}`);
   }
   const maxInFlight = positiveInt("maxInFlight", options.maxInFlight, DEFAULTS.maxInFlight);
-  const maxStreamBytes = positiveInt("maxStreamBytes", options.maxStreamBytes, DEFAULTS.maxStreamBytes);
+  const bufferBytes = positiveInt("bufferBytes", options.bufferBytes, DEFAULTS.bufferBytes);
+  const maxStreamBytes = positiveInt(
+    "maxStreamBytes",
+    options.maxStreamBytes,
+    Math.max(1, Math.floor(bufferBytes / 2)),
+  );
   const maxInFlightBatches = positiveInt(
     "maxInFlightBatches",
     options.maxInFlightBatches,
     DEFAULTS.maxInFlightBatches,
   );
-  const bufferBytes = positiveInt("bufferBytes", options.bufferBytes, DEFAULTS.bufferBytes);
   const requestTimeoutMs = positiveInt("requestTimeoutMs", options.requestTimeoutMs, client.requestTimeoutMs);
   const compression = options.compression ?? "none";
   if (compression !== "none" && compression !== "gzip") {

@@ -46,6 +46,8 @@ export interface SenderContext {
   onSettle: (batch: SealedBatch, error: RillError | undefined) => void;
   /** Gives a settled batch's bytes back to the buffer. */
   release: (bytes: number) => void;
+  /** Called when room may have opened, right before the sender takes ready batches (see `hasRoom`). */
+  onRoom: () => void;
 }
 
 /** What the producer needs from a sender (this one, or the per-batch `SessionSender`). */
@@ -54,6 +56,12 @@ export interface BatchSender {
   pump(): void;
   /** Batches taken from the accumulator and not settled yet (or settling). */
   readonly inFlightBatches: ReadonlySet<SealedBatch>;
+  /**
+   * True if a batch sealed now would be sent now. While false the producer leaves batches whose
+   * linger ran out open, so they keep filling (Kafka's accumulator does the same); the sender calls
+   * `onRoom` when room opens.
+   */
+  readonly hasRoom: boolean;
   /** Releases what the sender holds open; called once every batch settled. */
   close(): Promise<void>;
 }
@@ -78,6 +86,10 @@ export class Sender implements BatchSender {
     return this.batches;
   }
 
+  get hasRoom(): boolean {
+    return this.inFlight < this.ctx.maxInFlight;
+  }
+
   /** Opens Produce streams for ready batches while fewer than maxInFlight are open. */
   pump(): void {
     const { acc, maxInFlight, maxStreamBytes } = this.ctx;
@@ -95,6 +107,7 @@ export class Sender implements BatchSender {
           this.busy.delete(b.key);
           this.batches.delete(b);
         }
+        this.ctx.onRoom();
         this.pump();
       });
     }

@@ -58,6 +58,8 @@ export interface SessionSenderContext {
   onSettle: (batch: SealedBatch, error: RillError | undefined) => void;
   /** Gives a settled batch's bytes back to the buffer. */
   release: (bytes: number) => void;
+  /** Called when room may have opened, right before the sender takes ready batches. */
+  onRoom: () => void;
 }
 
 /** A batch written to a session and not answered yet. */
@@ -148,6 +150,11 @@ export class SessionSender implements BatchSender {
     return this.batches;
   }
 
+  get hasRoom(): boolean {
+    const s = this.session;
+    return s === undefined || (s.writable && s.unanswered < this.ctx.maxInFlightBatches);
+  }
+
   /** Writes ready batches (resends first) while the bounds allow. */
   pump(): void {
     if (this.closed) return;
@@ -212,6 +219,7 @@ export class SessionSender implements BatchSender {
     });
     call.on("drain", () => {
       s.writable = true;
+      this.ctx.onRoom();
       this.pump();
     });
     this.session = s;
@@ -272,6 +280,7 @@ export class SessionSender implements BatchSender {
       else this.fail(b, error);
     }
     this.armAckTimer(s);
+    this.ctx.onRoom();
     this.pump();
   }
 

@@ -118,6 +118,27 @@ describe("client > producer > batching", () => {
     expect((await second)[0]!.offset).toBe(1n);
   });
 
+  it("keeps filling a batch whose linger ran out while the sender had no room", async () => {
+    // Ensures batches grow with the backlog (Kafka's accumulator): with the one allowed stream busy,
+    // records arriving after a batch's linger join it instead of piling up as one-record batches.
+    fake.produceDelayMs = 300;
+    const producer = client.producer({ lingerMs: 5, maxInFlight: 1 });
+    const first = producer.send("t", { value: "a", partition: 0 });
+    await new Promise((r) => setTimeout(r, 30)); // sealed after 5 ms; its stream is held 300 ms
+    const later: Promise<unknown>[] = [];
+    for (const value of ["b", "c", "d"]) {
+      later.push(producer.send("t", { value, partition: 1 }));
+      await new Promise((r) => setTimeout(r, 40)); // each waits past its linger
+    }
+    await first;
+    await Promise.all(later);
+    expect(fake.produceCalls).toHaveLength(2);
+    const second = fake.produceCalls[1]!;
+    expect(second).toHaveLength(1);
+    expect(second[0]!.records!.records.map((r) => r.value.toString())).toEqual(["b", "c", "d"]);
+    await producer.close();
+  });
+
   it("rejects sends after close", async () => {
     // Ensures a closed producer refuses new records and close flushes what was buffered.
     const producer = client.producer({ lingerMs: 60_000 });
