@@ -49,6 +49,20 @@ async function walkStart(
 ): Promise<WalkStart> {
   const atStart = { position: 0, expected: segment.baseOffset };
   const k = relative > 0 ? segment.offsetIndex.floorEntry(relative) : -1;
+  // A recent append at or before the offset, closer than the index entry (recent-frames.ts): a
+  // following read starts right at the new frames. Checked like an index entry; a miss is silent.
+  const recent = segment.recentFrames?.floor(relative);
+  if (recent && recent.position > 0 && (k <= 0 || recent.relative > segment.offsetIndex.relativeOffset(k))) {
+    const expected = segment.baseOffset + BigInt(recent.relative);
+    const header = recent.position < cursor.end ? await cursor.headerOrProblem(recent.position) : null;
+    if (
+      header !== null &&
+      !isFrameProblem(header) &&
+      header.baseOffset === expected &&
+      (check?.(header) ?? true)
+    )
+      return { position: recent.position, expected };
+  }
   if (k <= 0) return atStart;
   const position = segment.offsetIndex.position(k);
   const expected = segment.baseOffset + BigInt(segment.offsetIndex.relativeOffset(k));

@@ -33,6 +33,7 @@ import { DELETED_SUFFIX, filePath } from "./file-names.js";
 import { type FileSystem, OPEN_READ_WRITE, OPEN_TRUNCATE, readFully, writeFully } from "./fs.js";
 import { addFinalTimeEntry, indexBatch, type NewestTime, newestTimeOf, noNewestTime } from "./index-rule.js";
 import { OffsetIndex } from "./offset-index.js";
+import { RecentFrames } from "./recent-frames.js";
 import { TimeIndex } from "./time-index.js";
 
 /** A frame ready to be written: its header (batch-frame.ts) and the producer's records. */
@@ -71,6 +72,8 @@ export class Segment {
   timeIndex = new TimeIndex();
 
   private newest = noNewestTime();
+  /** Where the latest appends start (recent-frames.ts); null until the first append, and once rolled and flushed. */
+  recentFrames: RecentFrames | null = null;
   private indexFd = -1;
   private timeIndexFd = -1;
   private refs = 0;
@@ -175,10 +178,12 @@ export class Segment {
     const buffers: Uint8Array[] = [];
     let position = this.size;
     const indexes = { offsetIndex: this.offsetIndex, timeIndex: this.timeIndex, newest: this.newest };
+    this.recentFrames ??= new RecentFrames();
     for (const f of frames) {
       buffers.push(f.header, f.records);
       const relative = Number(f.baseOffset - this.baseOffset);
       indexBatch(indexes, indexIntervalBytes, relative, position, appendTimeMs);
+      this.recentFrames.add(relative, position); // dropped by restore() if the write fails
       position += f.header.byteLength + f.records.byteLength;
     }
     try {
@@ -235,6 +240,7 @@ export class Segment {
     this.newest = { ...state.newest };
     this.offsetIndex.truncateTo(state.offsetEntries);
     this.timeIndex.truncateTo(state.timeEntries);
+    this.recentFrames?.truncate(state.size);
     this.cutFile(this.logFd, state.size, this.logPath);
     if (this.indexFd >= 0)
       this.cutFile(this.indexFd, state.offsetEntries * OffsetIndex.ENTRY_BYTES, this.indexPath);
@@ -254,6 +260,7 @@ export class Segment {
   /** Cuts the .log to `bytes` (recovery). The caller fixes the indexes. */
   truncateLog(bytes: number): void {
     this.fs.ftruncateSync(this.logFd, bytes);
+    this.recentFrames?.truncate(bytes);
     this.size = bytes;
     this.durableSize = Math.min(this.durableSize, bytes);
   }
@@ -358,6 +365,7 @@ export class Segment {
     }
     this.indexFd = -1;
     this.timeIndexFd = -1;
+    this.recentFrames = null; // a rolled segment is rarely read at its very end again
   }
 
   /** Opens the index descriptors again, for a closed segment that becomes the active one (recovery). */

@@ -175,6 +175,8 @@ export function errnoError(code: string, syscall: string): NodeJS.ErrnoException
  */
 export class FaultyFileSystem extends TrackingFileSystem {
   readonly calls = { writev: 0, fsync: 0, ftruncate: 0, read: 0, rename: 0 };
+  /** Bytes returned by reads. */
+  readBytes = 0;
   /** File names of the descriptors fsynced, in call order ("" for one not opened here). */
   readonly fsynced: string[] = [];
   /** The next writev (optionally only one on a path matching `pathIncludes`) writes `partialBytes` then throws. */
@@ -225,6 +227,7 @@ export class FaultyFileSystem extends TrackingFileSystem {
   ): Promise<number> {
     this.calls.read++;
     const n = await super.read(fd, buffer, offset, length, position);
+    this.readBytes += n;
     if (this.beforeReadResolves !== null) await this.beforeReadResolves();
     return n;
   }

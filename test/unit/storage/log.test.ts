@@ -253,6 +253,40 @@ describe("storage > log > read", () => {
   });
 });
 
+describe("storage > log > reads at the tail", () => {
+  it("starts a read at a recent append, not at the offset-index entry before it", async () => {
+    // Ensures a following Fetch reads the new frame alone, not the index interval before it
+    // (recent-frames.ts), and that a failed append leaves no hint past the committed size.
+    const fs = new FaultyFileSystem();
+    h.fs = fs;
+    const log = await h.open({ config: { indexIntervalBytes: 1 << 20 } });
+    for (let i = 0; i < 40; i++) log.append([opaqueBatch(100)]);
+    const frame = log.sizeBytes / 40;
+    fs.readBytes = 0;
+    const tail = await log.read(39n, 1 << 20);
+    expect([tail.batchCount, tail.nextOffset]).toEqual([1, 40n]);
+    expect(fs.readBytes).toBe(frame);
+    fs.readBytes = 0;
+    expect((await log.read(20n, 1 << 20)).batchCount).toBe(20);
+    expect(fs.readBytes).toBe(20 * frame);
+    // Past the ring (32 appends back): from the segment's start.
+    fs.readBytes = 0;
+    expect((await log.read(2n, 1 << 20)).batchCount).toBe(38);
+    expect(fs.readBytes).toBe(40 * frame);
+
+    fs.writevFault = { code: "EIO", partialBytes: 30 };
+    expect(() => log.append([opaqueBatch(300)])).toThrow(/EIO/);
+    log.append([opaqueBatch(20, 2)]);
+    const after = await log.read(40n, 1 << 20);
+    expect(shape(await readAll(log, 38n))).toEqual([
+      [38, 1],
+      [39, 1],
+      [40, 2],
+    ]);
+    expect([after.batchCount, after.nextOffset]).toEqual([1, 42n]);
+  });
+});
+
 describe("storage > log > flush and close", () => {
   it("fsyncs rolled segments and shares one fsync among concurrent flushes", async () => {
     // Ensures group commit: callers arriving during an fsync share the next one.
