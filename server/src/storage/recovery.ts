@@ -174,8 +174,13 @@ async function checkSegments(
       // is damage at rest, and must not cost the good segments after it.
       if (cut && fullScan.has(i)) torn.add(segment);
     }
-    // Closed segments keep only their .log descriptor; their indexes live in memory.
-    if (i < last) segment.closeIndexFiles();
+    // Closed segments keep only their .log descriptor; their indexes live in memory. Indexes this
+    // open rewrote are fsynced first: no later flush can (their descriptors close here), and the
+    // recovery point may pass the segment.
+    if (i < last) {
+      if (fullScan.has(i) || problem !== null) await segment.flush();
+      segment.closeIndexFiles();
+    }
   }
 }
 

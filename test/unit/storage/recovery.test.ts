@@ -18,6 +18,7 @@ import {
   FaultyFileSystem,
   framePositions,
   Harness,
+  opaqueBatch,
   readAll,
   shape,
   timeIndexEntries,
@@ -131,6 +132,21 @@ describe("storage > recovery > indexes", () => {
     expect(readFileSync(h.path(0n, "index")).equals(original)).toBe(true);
     expect(framePositions(path)).toHaveLength(5);
     await appendAndReopen(log, [0, 1, 2, 3, 4]);
+  });
+
+  it("fsyncs the indexes it rebuilds for a closed segment before closing their descriptors", async () => {
+    // Ensures a rebuilt index below the recovery point is durable: no later flush can fsync it
+    // (closed segments keep only their .log descriptor) and the point may pass the segment.
+    let log = await h.open({ config: { segmentBytes: 200 } });
+    for (let i = 0; i < 3; i++) log.append([opaqueBatch(150)]);
+    await log.close();
+    writeFileSync(h.path(0n, "index"), Buffer.alloc(3)); // not a whole entry
+    const fs = new FaultyFileSystem();
+    h.fs = fs;
+    log = await h.open({ config: { segmentBytes: 200 } });
+    expect(log.recovery.rebuiltIndexes).toBe(1);
+    expect(fs.fsynced).toContain("00000000000000000000.index");
+    expect(fs.fsynced).not.toContain("00000000000000000001.index"); // untouched: nothing to fsync
   });
 
   it("rebuilds a missing time index file", async () => {
