@@ -362,8 +362,11 @@ export class Producer {
     if (this.lingerMs === 0) this.acc.sealAll();
     else {
       const next = this.acc.sealExpired(this.lingerMs);
-      if (next !== undefined && this.lingerTimer === undefined) {
-        this.lingerDue = Date.now() + next;
+      const due = next === undefined ? Number.POSITIVE_INFINITY : Date.now() + next;
+      // The timer may be armed for a later batch (armed while sealing waited for room): move it up.
+      if (next !== undefined && due < this.lingerDue) {
+        this.clearTimer();
+        this.lingerDue = due;
         this.lingerTimer = setTimeout(() => this.onLinger(), next);
       }
     }

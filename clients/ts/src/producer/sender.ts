@@ -29,6 +29,11 @@ import { type RetryOptions, retry } from "../retry.js";
 import type { Accumulator, SealedBatch } from "./accumulator.js";
 
 const APPENDED_TRAILER = "rill-appended-batches";
+/**
+ * Batches one Produce stream carries at most, well under the broker's default
+ * max.batches.per.produce.stream (100,000), which refuses the rest of a stream past it.
+ */
+export const MAX_BATCHES_PER_STREAM = 10_000;
 
 /** What the sender needs from the producer. */
 export interface SenderContext {
@@ -46,7 +51,7 @@ export interface SenderContext {
   onSettle: (batch: SealedBatch, error: RillError | undefined) => void;
   /** Gives a settled batch's bytes back to the buffer. */
   release: (bytes: number) => void;
-  /** Called when room may have opened, right before the sender takes ready batches (see `hasRoom`). */
+  /** Called at the start of every pump while the sender has room (see `hasRoom`). */
   onRoom: () => void;
 }
 
@@ -59,7 +64,7 @@ export interface BatchSender {
   /**
    * True if a batch sealed now would be sent now. While false the producer leaves batches whose
    * linger ran out open, so they keep filling (Kafka's accumulator does the same); the sender calls
-   * `onRoom` when room opens.
+   * `onRoom` whenever it pumps with room, which it does whenever room opens.
    */
   readonly hasRoom: boolean;
   /** Releases what the sender holds open; called once every batch settled. */
@@ -90,11 +95,15 @@ export class Sender implements BatchSender {
     return this.inFlight < this.ctx.maxInFlight;
   }
 
-  /** Opens Produce streams for ready batches while fewer than maxInFlight are open. */
+  /**
+   * Opens Produce streams for ready batches while fewer than maxInFlight are open; first, if there
+   * is room, lets the producer seal what a linger left open (`onRoom`; it may call pump again).
+   */
   pump(): void {
     const { acc, maxInFlight, maxStreamBytes } = this.ctx;
+    if (this.hasRoom) this.ctx.onRoom();
     while (this.inFlight < maxInFlight && acc.readyCount > 0) {
-      const batches = acc.takeReady(maxStreamBytes, this.busy);
+      const batches = acc.takeReady(maxStreamBytes, this.busy, MAX_BATCHES_PER_STREAM);
       if (batches.length === 0) return;
       this.inFlight++;
       for (const b of batches) {
@@ -107,7 +116,6 @@ export class Sender implements BatchSender {
           this.busy.delete(b.key);
           this.batches.delete(b);
         }
-        this.ctx.onRoom();
         this.pump();
       });
     }

@@ -58,7 +58,7 @@ export interface SessionSenderContext {
   onSettle: (batch: SealedBatch, error: RillError | undefined) => void;
   /** Gives a settled batch's bytes back to the buffer. */
   release: (bytes: number) => void;
-  /** Called when room may have opened, right before the sender takes ready batches. */
+  /** Called at the start of every pump while the sender has room. */
   onRoom: () => void;
 }
 
@@ -155,9 +155,13 @@ export class SessionSender implements BatchSender {
     return s === undefined || (s.writable && s.unanswered < this.ctx.maxInFlightBatches);
   }
 
-  /** Writes ready batches (resends first) while the bounds allow. */
+  /**
+   * Writes ready batches (resends first) while the bounds allow; first, if there is room, lets the
+   * producer seal what a linger left open (`onRoom`; it may call pump again).
+   */
   pump(): void {
     if (this.closed) return;
+    if (this.hasRoom) this.ctx.onRoom();
     const { acc, maxInFlightBatches } = this.ctx;
     const now = Date.now();
     for (;;) {
@@ -219,7 +223,6 @@ export class SessionSender implements BatchSender {
     });
     call.on("drain", () => {
       s.writable = true;
-      this.ctx.onRoom();
       this.pump();
     });
     this.session = s;
@@ -280,7 +283,6 @@ export class SessionSender implements BatchSender {
       else this.fail(b, error);
     }
     this.armAckTimer(s);
-    this.ctx.onRoom();
     this.pump();
   }
 

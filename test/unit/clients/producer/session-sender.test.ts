@@ -216,6 +216,27 @@ describe("client > producer > per-batch acks", () => {
     await producer.close();
   });
 
+  it("sends a batch whose linger ran out while the session was full once the session breaks", async () => {
+    // Ensures a batch left open for want of room is not forgotten when room comes from a broken
+    // session (its unanswered batch failed, nothing resent) rather than from an answer.
+    const producer = client.producer({ acks: "per-batch", lingerMs: 5, maxInFlightBatches: 1 });
+    await producer.send("t", { value: "warm", partition: 0 });
+    let held: (() => void) | undefined;
+    fake.sessionHandler = (call) => {
+      held = () => call.emit("error", { code: status.PERMISSION_DENIED, details: "not allowed" });
+    };
+    const first = producer.send("t", { value: "a", partition: 0 });
+    await until(() => held !== undefined);
+    const second = producer.send("t", { value: "b", partition: 1 });
+    await new Promise((r) => setTimeout(r, 40)); // its linger runs out while "a" fills the session
+    fake.sessionHandler = undefined;
+    held!();
+    await expect(first).rejects.toThrow(/not allowed/);
+    await expect(second).resolves.toEqual([{ topic: "t", partition: 1, offset: 0n }]);
+    expect(values(1)).toEqual(["b"]);
+    await producer.close();
+  });
+
   it("gives up after the bounded number of attempts", async () => {
     // Ensures a broker that keeps breaking sessions fails the send with the last retriable error.
     const producer = client.producer({ acks: "per-batch", lingerMs: 0, retry: { maxAttempts: 3 } });
