@@ -139,10 +139,10 @@ describe("integration > rill bench", () => {
     expect(stalled.memory!.baselineMb).toBeGreaterThan(0);
     expect(stalled.memory!.peakMb).toBeGreaterThanOrEqual(stalled.memory!.baselineMb);
     expect(stalled.memory!.producedMb).toBe((5 * N * 200) / 1e6);
-    // Phase 9: N records acknowledged and stored over 1 and over 1,000 partitions, and their ratio.
+    // Phase 9: 5 × N records acknowledged and stored over 1 and over 1,000 partitions, and their ratio.
     for (const id of ["9-1", "9-1000"]) {
       const r = byId.get(id)!;
-      expect([id, r.target, r.records, r.consumed]).toEqual([id, N, N, N]);
+      expect([id, r.target, r.records, r.consumed]).toEqual([id, 5 * N, 5 * N, 5 * N]);
     }
     expect(byId.get("9-1000")!.partitionRatio).toBeGreaterThan(0);
   }, 180_000);

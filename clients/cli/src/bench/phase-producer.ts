@@ -29,7 +29,7 @@ export interface ProducerRun {
 }
 
 /**
- * Sends records 0..N-1 (record i to partition `partitionOf(i)`) with a `Producer` of
+ * Sends records 0..records-1 (N unless given; record i to partition `partitionOf(i)`) with a `Producer` of
  * PRODUCER_SETTINGS, in chunks of 1000, waiting only when the producer is not writable; timed from
  * the first send to the last acknowledgement (after flush), capped by the phase time. The chunks are
  * made before the clock starts. Shared by phases 3 and 9.
@@ -39,6 +39,7 @@ export async function runProducer(
   topic: string,
   task: Task,
   partitionOf: (i: number) => number,
+  records = env.records,
 ): Promise<ProducerRun> {
   const limit = deadline(env.phaseSeconds);
   let acked = 0;
@@ -53,8 +54,8 @@ export async function runProducer(
       failure ??= e;
     };
     const chunks: ProducerRecord[][] = [];
-    for (let first = 0; first < env.records; first += CHUNK) {
-      const vs = values(first, Math.min(CHUNK, env.records - first));
+    for (let first = 0; first < records; first += CHUNK) {
+      const vs = values(first, Math.min(CHUNK, records - first));
       chunks.push(vs.map((value, i) => ({ value, partition: partitionOf(first + i) })));
     }
     const meter = new Meter(env);
@@ -66,7 +67,7 @@ export async function runProducer(
     }
     await producer.flush();
     await Promise.all(pending);
-    const m = meter.finish(acked, env.records);
+    const m = meter.finish(acked, records);
     await producer.close();
     return m;
   });
