@@ -100,6 +100,8 @@ export class Log implements PartitionLog {
   private fullFlushWanted = false;
   /** Set by shutDown before it retires the segments: no recovery-point write may start after. */
   private released = false;
+  /** The logger's level allows debug (read once: the broker never changes it; pino's check costs per append). */
+  private readonly debugEnabled: boolean;
 
   private constructor(
     private readonly fs: FileSystem,
@@ -121,6 +123,7 @@ export class Log implements PartitionLog {
       s.durableSize = 0; // scanned after an unclean stop or cut: fsynced again before it counts
     }
     this.lastAppendTimeMs = segments.reduce((max, s) => Math.max(max, s.lastAppendTimeMs), 0);
+    this.debugEnabled = logger.isLevelEnabled("debug");
   }
 
   static async open(options: LogOptions): Promise<Log> {
@@ -234,7 +237,7 @@ export class Log implements PartitionLog {
     }
     this.lastAppendTimeMs = appendTimeMs;
     for (const w of written) this.unflushed.add(w.segment);
-    if (this.logger.isLevelEnabled("debug")) {
+    if (this.debugEnabled) {
       this.logger.debug({ batches: inputs.length, baseOffset: String(results[0]!.baseOffset) }, "appended");
     }
     return results;
