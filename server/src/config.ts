@@ -67,6 +67,7 @@ export interface BrokerConfig {
   keepaliveTimeMs: number;
   keepaliveTimeoutMs: number;
   maxConcurrentStreams: number;
+  receiveWindowBytes: number;
   maxOpenStreams: number;
   /** -1: a client stream may stay silent for ever. */
   streamIdleTimeoutMs: number;
@@ -371,6 +372,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     max: 2 ** 31 - 1,
     target: "maxConcurrentStreams",
     doc: "most calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); a client's further calls wait in the client until one ends",
+  },
+  {
+    key: "receive.window.bytes",
+    kind: "int",
+    default: "1048576",
+    min: 65_535,
+    max: 2 ** 31 - 1,
+    target: "receiveWindowBytes",
+    doc: "HTTP/2 receive window the broker advertises, per stream and per connection: what a client may send before the broker reads it (65535 = HTTP/2's default)",
   },
   {
     key: "max.open.streams",

@@ -44,6 +44,7 @@ import { groupServiceImplementation } from "./group-service.js";
 import { Health } from "./health.js";
 import { logServiceDefinition, logServiceImplementation } from "./log-service.js";
 import { instrumentServer } from "./observe.js";
+import { withReceiveWindow } from "./receive-window.js";
 import { addReflection } from "./reflection.js";
 import { refusedWhileStarting } from "./starting.js";
 import { StreamLimits } from "./stream-limits.js";
@@ -141,9 +142,14 @@ export async function startRpcServer(config: BrokerConfig, logger: Logger): Prom
   health.addToServer(server);
   addReflection(server);
 
-  boundPort = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(hostPort, credentials, (err, port) => (err ? reject(err) : resolve(port)));
-  });
+  // grpc-js has no server option for the HTTP/2 window (receive-window.ts).
+  boundPort = await withReceiveWindow(
+    config.receiveWindowBytes,
+    () =>
+      new Promise<number>((resolve, reject) => {
+        server.bindAsync(hostPort, credentials, (err, port) => (err ? reject(err) : resolve(port)));
+      }),
+  );
   const address = host.includes(":") ? `[${host}]:${boundPort}` : `${host}:${boundPort}`;
 
   const serve = (opened: BrokerCore) => {

@@ -7,6 +7,8 @@
  * - Download (server streaming): the request holds a count and a size (two uint32s, big-endian);
  *   it sends `count` messages of `size` bytes, waiting for 'drain' when grpc-js's buffer is full
  *   (as the broker's Fetch does).
+ * It advertises the broker's default HTTP/2 receive window (`receive.window.bytes`,
+ * server/src/rpc/receive-window.ts), so the ceiling and the broker use the same transport.
  */
 import { fileURLToPath } from "node:url";
 import {
@@ -17,6 +19,8 @@ import {
   type ServiceDefinition,
   type sendUnaryData,
 } from "@grpc/grpc-js";
+import { SETTINGS } from "../../../../server/src/config.js";
+import { withReceiveWindow } from "../../../../server/src/rpc/receive-window.js";
 
 const identity = (b: Buffer): Buffer => b;
 const codec = {
@@ -76,12 +80,17 @@ export function startCeilingServer(): Promise<{ server: Server; port: number }> 
     "grpc.max_send_message_length": 64 * 1024 * 1024,
   });
   server.addService(CEILING_SERVICE, { upload, download });
-  return new Promise((resolve, reject) => {
-    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, port) => {
-      if (err) reject(err);
-      else resolve({ server, port });
-    });
-  });
+  const window = Number(SETTINGS.find((s) => s.key === "receive.window.bytes")!.default);
+  return withReceiveWindow(
+    window,
+    () =>
+      new Promise((resolve, reject) => {
+        server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, port) => {
+          if (err) reject(err);
+          else resolve({ server, port });
+        });
+      }),
+  );
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
