@@ -380,7 +380,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     min: 65_535,
     max: 2 ** 31 - 1,
     target: "receiveWindowBytes",
-    doc: "HTTP/2 receive window the broker advertises, per stream and per connection: what a client may send before the broker reads it (65535 = HTTP/2's default)",
+    doc: "HTTP/2 receive window the broker advertises, per stream and per connection: what a client may send on a stream before the broker reads it (65535 = HTTP/2's default)",
   },
   {
     key: "max.open.streams",

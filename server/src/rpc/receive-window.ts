@@ -6,15 +6,19 @@
  * client side has `grpc-node.flow_control_window`; grpc-node PR #3058, open, adds it to servers;
  * 1.14.7 has nothing). With 64 KiB a producer can have at most 64 KiB in the broker not yet read,
  * so while the event loop appends the previous batches the client's next writes stall, and a
- * 16 MiB Produce stream crawls in 64 KiB steps. 1 MiB (gRPC Java's default) measured +25–35 %
- * Producer throughput (BENCHMARKS.md). Bound: what one connection can have sent and the broker not
- * read stays under the window (as before, with 64 KiB).
+ * 16 MiB Produce stream crawls in 64 KiB steps. 1 MiB (gRPC Java's default) measured +14–19 %
+ * Producer throughput (BENCHMARKS.md). Bound: per stream. A stream the broker is not reading (a
+ * ProduceSession past max.inflight.batches.per.session, a Produce waiting out a quota) holds at most
+ * the window of bytes sent and unread (64 KiB before); Node hands the connection-level window back
+ * as data arrives, so per connection that is up to max.concurrent.streams windows, and broker-wide
+ * up to max.open.streams windows, on top of what those handlers already hold.
  *
  * How: grpc-js creates its http2 server inside `bindAsync`. While a bind runs, `http2.createServer`
  * and `createSecureServer` are wrapped to add `settings.initialWindowSize` (the per-stream window
  * in the server's SETTINGS) and to raise each new session's connection window
  * (`session.setLocalWindowSize`). The wrappers are removed once no bind is running. Binds that
- * overlap in one process share the window of the latest (a broker process binds once).
+ * overlap in one process share the window of the latest, and any other http2 server created during
+ * a bind gets it too (a broker process binds once).
  */
 import http2 from "node:http2";
 
@@ -29,7 +33,6 @@ let originals: { createServer: CreateServer; createSecureServer: CreateServer } 
 
 /** Runs `bind` (a grpc-js `bindAsync`) so that the servers it creates advertise `windowBytes`. */
 export async function withReceiveWindow<T>(windowBytes: number, bind: () => Promise<T>): Promise<T> {
-  if (windowBytes <= HTTP2_DEFAULT_WINDOW) return bind();
   window = windowBytes;
   if (binds++ === 0) install();
   try {
