@@ -54,31 +54,30 @@ async function walkStart(
   const recent = segment.recentFrames?.floor(relative);
   if (recent && recent.position > 0 && (k <= 0 || recent.relative > segment.offsetIndex.relativeOffset(k))) {
     const expected = segment.baseOffset + BigInt(recent.relative);
-    const header = recent.position < cursor.end ? await cursor.headerOrProblem(recent.position) : null;
-    if (
-      header !== null &&
-      !isFrameProblem(header) &&
-      header.baseOffset === expected &&
-      (check?.(header) ?? true)
-    )
+    if (await frameStartsAt(cursor, recent.position, expected, check))
       return { position: recent.position, expected };
   }
   if (k <= 0) return atStart;
   const position = segment.offsetIndex.position(k);
   const expected = segment.baseOffset + BigInt(segment.offsetIndex.relativeOffset(k));
-  const header = position < cursor.end ? await cursor.headerOrProblem(position) : null;
-  if (
-    header !== null &&
-    !isFrameProblem(header) &&
-    header.baseOffset === expected &&
-    (check?.(header) ?? true)
-  )
-    return { position, expected };
+  if (await frameStartsAt(cursor, position, expected, check)) return { position, expected };
   logger?.warn(
     { file: segment.indexPath, entry: k, position, expectedOffset: String(expected) },
     "index entry does not match the log (damaged index?): walking the segment from its start",
   );
   return atStart;
+}
+
+/** Whether a frame with base offset `expected` (and passing `check`) starts at `position`. */
+async function frameStartsAt(
+  cursor: FrameCursor,
+  position: number,
+  expected: bigint,
+  check: ((header: FrameHeader) => boolean) | undefined,
+): Promise<boolean> {
+  if (position >= cursor.end) return false;
+  const header = await cursor.headerOrProblem(position);
+  return !isFrameProblem(header) && header.baseOffset === expected && (check?.(header) ?? true);
 }
 
 /**
