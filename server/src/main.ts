@@ -6,6 +6,7 @@ import { resolve } from "node:path";
 import { BrokerCore } from "./broker/broker.js";
 import { type Clock, systemClock } from "./clock.js";
 import { type BrokerConfig, loadConfig } from "./config.js";
+import { tuneGarbageCollector } from "./gc-tuning.js";
 import { createLogger, type Logger, silentLogger } from "./logger.js";
 import { type MetricsEndpoint, startMetrics } from "./metrics/index.js";
 import { type RpcServer, startRpcServer } from "./rpc/server.js";
@@ -110,6 +111,8 @@ export async function startBrokerWithConfig(
  */
 export async function runBroker(config: BrokerConfig): Promise<void> {
   const logger = createLogger({ level: config.logLevel, pretty: config.logPretty });
+  const gcFlags = tuneGarbageCollector();
+  if (gcFlags.length > 0) logger.debug({ flags: gcFlags }, "V8 marking triggers set (gc-tuning.ts)");
   let broker: Broker | undefined;
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
