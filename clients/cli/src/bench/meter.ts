@@ -75,6 +75,36 @@ export class Meter {
   }
 }
 
+/** The measured fields of one result made of several timed runs: counts, seconds and CPU added up. */
+export type Measured = ReturnType<Meter["finish"]>;
+
+export function sumMeasured(runs: readonly Measured[]): Measured {
+  const add = (pick: (m: Measured) => number | undefined): number | undefined =>
+    runs.every((m) => pick(m) !== undefined)
+      ? round(
+          runs.reduce((s, m) => s + pick(m)!, 0),
+          3,
+        )
+      : undefined;
+  const records = runs.reduce((s, m) => s + m.records, 0);
+  const seconds = add((m) => m.seconds) ?? 0;
+  const rate = seconds > 0 ? records / seconds : undefined;
+  const broker = add((m) => m.brokerCpuSeconds);
+  return {
+    records,
+    target: runs.reduce((s, m) => s + m.target, 0),
+    seconds,
+    recordsPerSec: rate === undefined ? undefined : Math.round(rate),
+    mbPerSec: rate === undefined ? undefined : round((rate * RECORD_BYTES) / 1e6, 2),
+    capped: runs.some((m) => m.capped),
+    brokerCpuSeconds: broker === undefined ? undefined : round(broker, 2),
+    clientCpuSeconds: round(
+      runs.reduce((s, m) => s + m.clientCpuSeconds, 0),
+      2,
+    ),
+  };
+}
+
 /** Now on the monotonic clock, in µs (what V8's CPU profiles time samples with). */
 export function monotonicUs(): number {
   return Number(process.hrtime.bigint() / 1000n);

@@ -1,14 +1,21 @@
 /**
  * Phase 9: producer throughput over many partitions against one. The same records go, with the
- * phase-3 `Producer` settings, once to a topic of 1 partition and once to a topic of 1,000
- * partitions, record i to partition i mod P (so every partition gets its share and the producer
- * keeps P batches open at a time), 5 × N records per topic (at the default N, 1,000 per partition
- * and a few seconds per run: 200k records took 0.3–0.6 s, too short to measure). The target:
- * 1,000 partitions keep ≥ 80 % of the 1-partition records/s. Both runs happen back to back in this phase, so the ratio is measured side by side.
- * Afterwards each topic's high watermarks must add up to what was acknowledged.
+ * phase-3 `Producer` settings, to a topic of 1 partition and to a topic of 1,000 partitions, record
+ * i to partition i mod P (so every partition gets its share and the producer keeps P batches open
+ * at a time), 5 × N records per topic (at the default N, 1,000 per partition and a few seconds per
+ * topic: 200k records took 0.3–0.6 s, too short to measure). The target: 1,000 partitions keep
+ * ≥ 80 % of the 1-partition records/s.
+ *
+ * Side by side, in ABBA order: half of each topic's records to 1 partition, then half to 1,000,
+ * the other half to 1,000, the other half to 1 (each run timed from a collected heap, see
+ * runProducer). A machine whose speed drifts during the phase (these are shared, noisy machines)
+ * then weighs on both sides alike; one 1-then-1,000 pair swung from 0.58 to 1.00 between runs of
+ * one build. Each row sums its two runs (records, seconds, CPU). Afterwards each topic's high
+ * watermarks must add up to what was acknowledged.
  */
-import { round } from "./meter.js";
-import { PRODUCER_SETTINGS, runProducer } from "./phase-producer.js";
+import { round, sumMeasured } from "./meter.js";
+import { PRODUCER_SETTINGS, type ProducerRun, runProducer } from "./phase-producer.js";
+import type { Task } from "./progress.js";
 import { withBenchClient } from "./topics.js";
 import type { BenchEnv, PhaseResult } from "./types.js";
 
@@ -17,36 +24,80 @@ export const MANY_PARTITIONS = 1000;
 export const VOLUME = 5;
 
 export async function runPartitionsPhase(env: BenchEnv, many = MANY_PARTITIONS): Promise<PhaseResult[]> {
-  const one = await runWith(env, 1);
-  const lots = await runWith(env, many);
-  if (one.recordsPerSec !== undefined && lots.recordsPerSec !== undefined && one.recordsPerSec > 0) {
-    lots.partitionRatio = round(lots.recordsPerSec / one.recordsPerSec, 3);
+  const one = await openSide(env, 1);
+  const lots = await openSide(env, many);
+  for (const side of [one, lots, lots, one]) await runHalf(env, side);
+  const oneResult = await finishSide(env, one);
+  const lotsResult = await finishSide(env, lots);
+  if (
+    oneResult.recordsPerSec !== undefined &&
+    lotsResult.recordsPerSec !== undefined &&
+    oneResult.recordsPerSec > 0
+  ) {
+    lotsResult.partitionRatio = round(lotsResult.recordsPerSec / oneResult.recordsPerSec, 3);
   }
-  return [one, lots];
+  return [oneResult, lotsResult];
 }
 
-async function runWith(env: BenchEnv, partitions: number): Promise<PhaseResult> {
+/** One partition count's topic, its progress and its runs so far. */
+interface Side {
+  partitions: number;
+  name: string;
+  topic: string;
+  /** Records per topic (two runs of half each). */
+  records: number;
+  task: Task;
+  runs: ProducerRun[];
+  acked: number;
+}
+
+async function openSide(env: BenchEnv, partitions: number): Promise<Side> {
   const name = `produce, Producer, ${partitions.toLocaleString("en-US")} partition${partitions === 1 ? "" : "s"}`;
   const topic = `${env.topicPrefix}-p9-${partitions}`;
   await withBenchClient(env, (c) => c.admin().createTopic(topic, { partitions }));
   env.createdTopics.push(topic);
   const records = VOLUME * env.records;
-  const task = env.progress.start(`9. ${name}`, records);
-  const { measured, acked, failure } = await runProducer(env, topic, task, (i) => i % partitions, records);
+  return {
+    partitions,
+    name,
+    topic,
+    records,
+    task: env.progress.start(`9. ${name}`, records),
+    runs: [],
+    acked: 0,
+  };
+}
+
+/** The side's next half of its records (the first half, then the rest). */
+async function runHalf(env: BenchEnv, side: Side): Promise<void> {
+  const half = Math.ceil(side.records / 2);
+  const first = side.runs.length === 0 ? 0 : half;
+  const count = side.runs.length === 0 ? half : side.records - half;
+  const before = side.acked;
+  const task: Task = { update: (n) => side.task.update(before + n), done: () => {} };
+  const run = await runProducer(env, side.topic, task, (i) => i % side.partitions, count, first);
+  side.runs.push(run);
+  side.acked += run.acked;
+}
+
+async function finishSide(env: BenchEnv, side: Side): Promise<PhaseResult> {
+  const measured = sumMeasured(side.runs.map((r) => r.measured));
+  const failure = side.runs.find((r) => r.failure !== undefined)?.failure;
   let error = failure === undefined ? undefined : (failure as Error).message;
   const stored = await withBenchClient(env, async (c) => {
-    const offsets = await c.admin().listOffsets(topic);
+    const offsets = await c.admin().listOffsets(side.topic);
     return offsets.reduce((sum, o) => sum + Number(o.latest), 0);
   });
-  if (error === undefined && stored !== acked) error = `${acked} acknowledged but the log holds ${stored}`;
-  task.done(`${measured.recordsPerSec?.toLocaleString("en-US")} records/s`);
+  if (error === undefined && stored !== side.acked)
+    error = `${side.acked} acknowledged but the log holds ${stored}`;
+  side.task.done(`${measured.recordsPerSec?.toLocaleString("en-US")} records/s`);
   return {
-    id: `9-${partitions}`,
+    id: `9-${side.partitions}`,
     phase: 9,
-    name,
+    name: side.name,
     ...measured,
     consumed: stored,
-    note: `Producer lingerMs ${PRODUCER_SETTINGS.lingerMs}, batchBytes ${PRODUCER_SETTINGS.batchBytes}, maxInFlight ${PRODUCER_SETTINGS.maxInFlight}, maxStreamBytes ${PRODUCER_SETTINGS.maxStreamBytes}; ${VOLUME} × N records, record i to partition i mod ${partitions}; high watermarks summed after`,
+    note: `Producer lingerMs ${PRODUCER_SETTINGS.lingerMs}, batchBytes ${PRODUCER_SETTINGS.batchBytes}, maxInFlight ${PRODUCER_SETTINGS.maxInFlight}, maxStreamBytes ${PRODUCER_SETTINGS.maxStreamBytes}; ${VOLUME} × N records in two runs of half each, interleaved with the other topic's as 1, many, many, 1 partition(s); record i to partition i mod ${side.partitions}; high watermarks summed after`,
     error,
   };
 }

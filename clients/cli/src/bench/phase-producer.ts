@@ -4,7 +4,8 @@
  * producer is not writable. Timed from the first send to the last acknowledgement (after flush).
  */
 import type { ProducerRecord, RecordMetadata } from "../../../ts/src/index.js";
-import { deadline, Meter } from "./meter.js";
+import { collectGarbage } from "./collect-garbage.js";
+import { deadline, type Measured, Meter } from "./meter.js";
 import type { Task } from "./progress.js";
 import { createBenchTopic, highWatermark, readBack, withBenchClient } from "./topics.js";
 import type { BenchEnv, PhaseResult } from "./types.js";
@@ -22,17 +23,19 @@ export const PRODUCER_SETTINGS = {
 
 /** What a timed run of the Producer did. */
 export interface ProducerRun {
-  measured: ReturnType<Meter["finish"]>;
+  measured: Measured;
   acked: number;
   /** The first send that failed, if one did. */
   failure: unknown;
 }
 
 /**
- * Sends records 0..records-1 (N unless given; record i to partition `partitionOf(i)`) with a `Producer` of
- * PRODUCER_SETTINGS, in chunks of 1000, waiting only when the producer is not writable; timed from
- * the first send to the last acknowledgement (after flush), capped by the phase time. The chunks are
- * made before the clock starts. Shared by phases 3 and 9.
+ * Sends records first..first+records-1 (N records from 0 unless given; record i to partition
+ * `partitionOf(i)`) with a `Producer` of PRODUCER_SETTINGS, in chunks of 1000, waiting only when the
+ * producer is not writable; timed from the first send to the last acknowledgement (after flush),
+ * capped by the phase time. The chunks are made, and the heap collected (collect-garbage.ts),
+ * before the clock starts: neither the harness's records nor an earlier run's garbage is timed.
+ * `task` is told the records acknowledged by this run. Shared by phases 3 and 9.
  */
 export async function runProducer(
   env: BenchEnv,
@@ -40,6 +43,7 @@ export async function runProducer(
   task: Task,
   partitionOf: (i: number) => number,
   records = env.records,
+  first = 0,
 ): Promise<ProducerRun> {
   const limit = deadline(env.phaseSeconds);
   let acked = 0;
@@ -54,10 +58,11 @@ export async function runProducer(
       failure ??= e;
     };
     const chunks: ProducerRecord[][] = [];
-    for (let first = 0; first < records; first += CHUNK) {
-      const vs = values(first, Math.min(CHUNK, records - first));
-      chunks.push(vs.map((value, i) => ({ value, partition: partitionOf(first + i) })));
+    for (let at = first; at < first + records; at += CHUNK) {
+      const vs = values(at, Math.min(CHUNK, first + records - at));
+      chunks.push(vs.map((value, i) => ({ value, partition: partitionOf(at + i) })));
     }
+    collectGarbage();
     const meter = new Meter(env);
     const pending: Promise<void>[] = [];
     for (const chunk of chunks) {
