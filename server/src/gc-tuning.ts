@@ -7,16 +7,18 @@
  * one young generation of its limit) a 15 MB heap with a ~39 MB limit is always "within", so
  * V8 ran a full mark-compact every 50–100 ms while a consumer read at full speed (GC was 47 % of
  * the broker's busy time, `node --trace-gc`: 45 mark-compacts in 1.3 s) and 3–8 times in 10 s at
- * 10k records/s. Starting marking at a share of
- * the limit instead keeps V8's own limits (and `--max-old-space-size`) but collects when the old
- * generation has actually grown: 0–1 mark-compacts in the same runs (BENCHMARKS.md).
+ * 10k records/s. With the two trigger flags set, V8 instead starts marking once a share of the
+ * room between the heap's size after the last full collection and its limit has been allocated
+ * (ArrayBuffer memory counts): 80 % in a task, 95 % at once. V8's limits (and
+ * `--max-old-space-size`) stay as they are: 0–1 mark-compacts in the same runs (BENCHMARKS.md).
  *
  * Applied by `runBroker` (the `rill broker` process), not by `startBroker`: an application that
- * embeds a broker keeps its own V8 settings. Flags given on node's command line win.
+ * embeds a broker keeps its own V8 settings. If node was started with either flag, the broker sets
+ * neither (one alone would replace V8's default rule half-way); both at 0 restore the default.
  */
 import { setFlagsFromString } from "node:v8";
 
-/** Old-generation fill (percent of V8's limit) at which marking starts in a task / at once. */
+/** Share (percent) of the room to the limit allocated before marking starts in a task / at once. */
 export const MARKING_SOFT_TRIGGER_PERCENT = 80;
 export const MARKING_HARD_TRIGGER_PERCENT = 95;
 
@@ -25,25 +27,24 @@ const FLAGS = [
   ["incremental-marking-hard-trigger", MARKING_HARD_TRIGGER_PERCENT],
 ] as const;
 
+/** Whether node's command line names the V8 flag (`--name`, `-name`, `--no-name`, `_` for `-`). */
+function given(execArgv: readonly string[], name: string): boolean {
+  return execArgv.some((arg) => {
+    const flag = arg.split("=")[0]!.replaceAll("_", "-").replace(/^--?/, "");
+    return flag === name || flag === `no-${name}`;
+  });
+}
+
 /**
- * Sets the broker's marking triggers, except those node was started with (`execArgv`), and
+ * Sets the broker's marking triggers unless node was started with one of them (`execArgv`), and
  * returns the flags it set. `set` is the seam for tests.
  */
 export function tuneGarbageCollector(
   execArgv: readonly string[] = process.execArgv,
   set: (flag: string) => void = setFlagsFromString,
 ): string[] {
-  const given = (name: string) =>
-    execArgv.some((arg) => {
-      const flag = arg.split("=")[0]!.replaceAll("_", "-");
-      return flag === `--${name}` || flag === `--no-${name}`;
-    });
-  const applied: string[] = [];
-  for (const [name, value] of FLAGS) {
-    if (given(name)) continue;
-    const flag = `--${name}=${value}`;
-    set(flag);
-    applied.push(flag);
-  }
+  if (FLAGS.some(([name]) => given(execArgv, name))) return [];
+  const applied = FLAGS.map(([name, value]) => `--${name}=${value}`);
+  for (const flag of applied) set(flag);
   return applied;
 }

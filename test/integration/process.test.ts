@@ -4,7 +4,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
-import { killAll, sigkill, startBrokerProcess } from "../helpers/broker-process.js";
+import {
+  brokerArgs,
+  killAll,
+  type LogEntry,
+  sigkill,
+  startBrokerProcess,
+} from "../helpers/broker-process.js";
 import { groupApi, groupStub, RawMember } from "./helpers/group.js";
 import { follow, produce, produceRequest, record, stubs } from "./helpers/grpc.js";
 
@@ -34,6 +40,28 @@ describe("integration > broker process", () => {
     expect((await broker.exited).code).toBe(0);
     expect(existsSync(join(dataDir, "meta", "clean-shutdown"))).toBe(true);
     s.close();
+  });
+
+  it("sets V8's marking triggers in the broker process, unless node was started with one", async () => {
+    // Ensures runBroker applies gc-tuning.ts (and that a node flag wins), in the real process.
+    const triggers = (startup: LogEntry[]) =>
+      startup.find((e) => e.msg === "V8 marking triggers set (gc-tuning.ts)") as
+        | (LogEntry & { flags: string[] })
+        | undefined;
+    const dataDir = await mkdtemp(join(tmpdir(), "rill-proc-"));
+    dirs.push(dataDir);
+    const tuned = await startBrokerProcess({ dataDir, args: brokerArgs(dataDir, ["--log-level", "debug"]) });
+    expect(triggers(tuned.broker.startup)?.flags).toEqual([
+      "--incremental-marking-soft-trigger=80",
+      "--incremental-marking-hard-trigger=95",
+    ]);
+    await sigkill(tuned.broker);
+    const own = await startBrokerProcess({
+      dataDir,
+      args: ["--incremental-marking-soft-trigger=0", ...brokerArgs(dataDir, ["--log-level", "debug"])],
+    });
+    expect(own.broker.startup.some((e) => e.msg === "broker serving")).toBe(true);
+    expect(triggers(own.broker.startup)).toBeUndefined();
   });
 
   it("keeps committed group offsets across a kill -9 of the broker", async () => {
