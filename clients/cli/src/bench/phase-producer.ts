@@ -33,9 +33,10 @@ export interface ProducerRun {
  * Sends records first..first+records-1 (N records from 0 unless given; record i to partition
  * `partitionOf(i)`) with a `Producer` of PRODUCER_SETTINGS, in chunks of 1000, waiting only when the
  * producer is not writable; timed from the first send to the last acknowledgement (after flush),
- * capped by the phase time (or by `limit`, which runs may share). The chunks are made, and the heap collected (collect-garbage.ts),
- * before the clock starts: neither the harness's records nor an earlier run's garbage is timed.
- * `task` is told the records acknowledged by this run. Shared by phases 3 and 9.
+ * capped by the phase time (or by `limit`, which runs may share). The chunks are made, and the
+ * heap collected (collect-garbage.ts), before the clock starts: neither the harness's records nor
+ * an earlier run's garbage is timed. `task` is told the records acknowledged by this run. Shared
+ * by phases 3 and 9.
  */
 export async function runProducer(
   env: BenchEnv,
