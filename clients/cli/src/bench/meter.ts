@@ -60,13 +60,11 @@ export class Meter {
     this.env.windows.push({ startUs: this.h0, endUs: monotonicUs() });
     const cpu = process.cpuUsage(this.cpu0);
     const broker1 = processCpuSeconds(this.serverPid);
-    const rate = seconds > 0 ? records / seconds : undefined;
     return {
       records,
       target,
       seconds: round(seconds, 3),
-      recordsPerSec: rate === undefined ? undefined : Math.round(rate),
-      mbPerSec: rate === undefined ? undefined : round((rate * RECORD_BYTES) / 1e6, 2),
+      ...rates(records, seconds),
       capped: records < target,
       brokerCpuSeconds:
         this.broker0 !== undefined && broker1 !== undefined ? round(broker1 - this.broker0, 2) : undefined,
@@ -75,31 +73,40 @@ export class Meter {
   }
 }
 
+/** records/s and MB/s of `records` done in `seconds` (undefined if no time passed). */
+function rates(records: number, seconds: number): Pick<Measured, "recordsPerSec" | "mbPerSec"> {
+  const rate = seconds > 0 ? records / seconds : undefined;
+  return {
+    recordsPerSec: rate === undefined ? undefined : Math.round(rate),
+    mbPerSec: rate === undefined ? undefined : round((rate * RECORD_BYTES) / 1e6, 2),
+  };
+}
+
 /** The measured fields of one result made of several timed runs: counts, seconds and CPU added up. */
 export type Measured = ReturnType<Meter["finish"]>;
 
 export function sumMeasured(runs: readonly Measured[]): Measured {
-  const add = (pick: (m: Measured) => number | undefined): number | undefined =>
-    runs.every((m) => pick(m) !== undefined)
-      ? round(
-          runs.reduce((s, m) => s + pick(m)!, 0),
-          3,
-        )
-      : undefined;
-  const records = runs.reduce((s, m) => s + m.records, 0);
-  const seconds = add((m) => m.seconds) ?? 0;
-  const rate = seconds > 0 ? records / seconds : undefined;
-  const broker = add((m) => m.brokerCpuSeconds);
+  const sum = (pick: (m: Measured) => number) => runs.reduce((s, m) => s + pick(m), 0);
+  const records = sum((m) => m.records);
+  const seconds = round(
+    sum((m) => m.seconds),
+    3,
+  );
+  const brokerKnown = runs.every((m) => m.brokerCpuSeconds !== undefined);
   return {
     records,
-    target: runs.reduce((s, m) => s + m.target, 0),
+    target: sum((m) => m.target),
     seconds,
-    recordsPerSec: rate === undefined ? undefined : Math.round(rate),
-    mbPerSec: rate === undefined ? undefined : round((rate * RECORD_BYTES) / 1e6, 2),
+    ...rates(records, seconds),
     capped: runs.some((m) => m.capped),
-    brokerCpuSeconds: broker === undefined ? undefined : round(broker, 2),
+    brokerCpuSeconds: brokerKnown
+      ? round(
+          sum((m) => m.brokerCpuSeconds!),
+          2,
+        )
+      : undefined,
     clientCpuSeconds: round(
-      runs.reduce((s, m) => s + m.clientCpuSeconds, 0),
+      sum((m) => m.clientCpuSeconds),
       2,
     ),
   };
