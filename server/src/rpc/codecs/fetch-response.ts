@@ -4,14 +4,13 @@
  * high_watermark (field 2) and log_start_offset (field 3) and sends the bytes as they are. The
  * Fetch method is registered with an identity serializer for these buffers.
  */
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import { varintFieldSize, writeVarintField } from "./wire-writer.js";
 
-/** Encodes fields 2 and 3 of FetchResponse. */
-export function encodeFetchTrailer(highWatermark: bigint, logStartOffset: bigint): Uint8Array {
-  const w = new BinaryWriter();
-  if (highWatermark !== 0n) w.uint32(16).int64(highWatermark);
-  if (logStartOffset !== 0n) w.uint32(24).int64(logStartOffset);
-  return w.finish();
+/** Encodes fields 2 and 3 of FetchResponse (wire-writer.ts; proto3: zeros omitted). */
+export function encodeFetchTrailer(highWatermark: bigint, logStartOffset: bigint): Buffer {
+  const out = Buffer.allocUnsafe(varintFieldSize(highWatermark) + varintFieldSize(logStartOffset));
+  writeVarintField(out, writeVarintField(out, 0, 0x10, highWatermark), 0x18, logStartOffset);
+  return out;
 }
 
 /**
@@ -27,7 +26,7 @@ export function buildFetchResponse(
   spare = 0,
 ): Buffer {
   const trailer = encodeFetchTrailer(highWatermark, logStartOffset);
-  if (frames.length === 0) return Buffer.from(trailer.buffer, trailer.byteOffset, trailer.byteLength);
+  if (frames.length === 0) return trailer;
   if (trailer.byteLength <= spare) {
     const out = Buffer.from(frames.buffer, frames.byteOffset, frames.length + trailer.byteLength);
     out.set(trailer, frames.length);

@@ -11,11 +11,20 @@
  * which request an answer is for) sets `malformed` and concerns the whole stream; a broken embedded
  * ProduceRequest sets `produce.malformed` and concerns that batch only (answered with its sequence).
  *
- * Responses: one ProduceSessionResponse per batch, encoded here field by field, byte for byte what
- * the generated encoder writes for the same message (proto3: default scalars omitted).
+ * Responses: one ProduceSessionResponse per batch, encoded here field by field into one sized
+ * Buffer (wire-writer.ts), byte for byte what the generated encoder writes for the same message
+ * (proto3: default scalars omitted).
  */
-import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { checkLength, decodeProduceRequestView, type ProduceRequestView } from "./produce-request.js";
+import {
+  lengthFieldSize,
+  stringFieldSize,
+  varintFieldSize,
+  writeStringField,
+  writeVarint,
+  writeVarintField,
+} from "./wire-writer.js";
 
 export interface ProduceSessionRequestView {
   /** Field 1, echoed in the answer. */
@@ -82,36 +91,34 @@ export interface SessionResult {
   appendTimeMs: number;
 }
 
-/** `sequence` (field 1) of a response; written only when not 0, as the generated encoder does. */
-function writeSequence(w: BinaryWriter, sequence: bigint): void {
-  if (sequence !== 0n) w.uint32(8).uint64(sequence);
-}
-
-function toBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-/** A ProduceSessionResponse with `outcome.result`. */
+/** A ProduceSessionResponse with `outcome.result` (field 2, a ProduceResult). */
 export function encodeSessionResult(sequence: bigint, r: SessionResult): Buffer {
-  const w = new BinaryWriter();
-  writeSequence(w, sequence);
-  w.uint32(18).fork();
-  if (r.topic !== "") w.uint32(10).string(r.topic);
-  if (r.partition !== 0) w.uint32(16).int32(r.partition);
-  if (r.baseOffset !== 0n) w.uint32(24).int64(r.baseOffset);
-  if (r.recordCount !== 0) w.uint32(32).uint32(r.recordCount);
-  if (r.appendTimeMs !== 0) w.uint32(40).int64(r.appendTimeMs);
-  w.join();
-  return toBuffer(w.finish());
+  const result =
+    stringFieldSize(r.topic) +
+    varintFieldSize(r.partition) +
+    varintFieldSize(r.baseOffset) +
+    varintFieldSize(r.recordCount) +
+    varintFieldSize(r.appendTimeMs);
+  const out = Buffer.allocUnsafe(varintFieldSize(sequence) + lengthFieldSize(result));
+  let pos = writeVarintField(out, 0, 0x08, sequence);
+  out[pos] = 0x12;
+  pos = writeVarint(out, pos + 1, result);
+  pos = writeStringField(out, pos, 0x0a, r.topic);
+  pos = writeVarintField(out, pos, 0x10, r.partition);
+  pos = writeVarintField(out, pos, 0x18, r.baseOffset);
+  pos = writeVarintField(out, pos, 0x20, r.recordCount);
+  writeVarintField(out, pos, 0x28, r.appendTimeMs);
+  return out;
 }
 
-/** A ProduceSessionResponse with `outcome.error`. */
+/** A ProduceSessionResponse with `outcome.error` (field 3, a ProduceError). */
 export function encodeSessionError(sequence: bigint, code: number, message: string): Buffer {
-  const w = new BinaryWriter();
-  writeSequence(w, sequence);
-  w.uint32(26).fork();
-  if (code !== 0) w.uint32(8).int32(code);
-  if (message !== "") w.uint32(18).string(message);
-  w.join();
-  return toBuffer(w.finish());
+  const error = varintFieldSize(code) + stringFieldSize(message);
+  const out = Buffer.allocUnsafe(varintFieldSize(sequence) + lengthFieldSize(error));
+  let pos = writeVarintField(out, 0, 0x08, sequence);
+  out[pos] = 0x1a;
+  pos = writeVarint(out, pos + 1, error);
+  pos = writeVarintField(out, pos, 0x08, code);
+  writeStringField(out, pos, 0x12, message);
+  return out;
 }
