@@ -12,9 +12,18 @@
  * (ArrayBuffer memory counts): 80 % in a task, 95 % at once. V8's limits (and
  * `--max-old-space-size`) stay as they are: 0–1 mark-compacts in the same runs (BENCHMARKS.md).
  *
+ * The ArrayBuffers that die young are freed by the scavenge that finds them dead, but by default
+ * on a background thread, after it: the check for the trigger that follows the scavenge still
+ * counts them. Once the broker's produce path allocated little JavaScript per batch (so ~700 batches
+ * of received buffers, ~18 MB, went by between scavenges), that alone crossed the 80 % and V8 ran a
+ * mark-compact after every scavenge, 17 per million records where there had been 2
+ * (`--trace-gc-nvp`: nothing promoted, old generation flat). `--no-concurrent-array-buffer-sweeping`
+ * frees them inside the scavenge (a `free` per buffer, well under a millisecond): 1 again.
+ *
  * Applied by `runBroker` (the `rill broker` process), not by `startBroker`: an application that
- * embeds a broker keeps its own V8 settings. If node was started with either flag, the broker sets
- * neither (one alone would replace V8's default rule half-way); both at 0 restore the default.
+ * embeds a broker keeps its own V8 settings. Node's command line wins, a group of flags at a time:
+ * if it names either trigger the broker sets neither (one alone would replace V8's default rule
+ * half-way; both at 0 restore the default), and if it names the sweeping flag the broker leaves it.
  */
 import { setFlagsFromString } from "node:v8";
 
@@ -22,10 +31,14 @@ import { setFlagsFromString } from "node:v8";
 export const MARKING_SOFT_TRIGGER_PERCENT = 80;
 export const MARKING_HARD_TRIGGER_PERCENT = 95;
 
-const FLAGS = [
-  ["incremental-marking-soft-trigger", MARKING_SOFT_TRIGGER_PERCENT],
-  ["incremental-marking-hard-trigger", MARKING_HARD_TRIGGER_PERCENT],
-] as const;
+/** Flags set together or not at all, each group skipped if node's command line names one of it. */
+const GROUPS: readonly (readonly (readonly [name: string, value: number | false])[])[] = [
+  [
+    ["incremental-marking-soft-trigger", MARKING_SOFT_TRIGGER_PERCENT],
+    ["incremental-marking-hard-trigger", MARKING_HARD_TRIGGER_PERCENT],
+  ],
+  [["concurrent-array-buffer-sweeping", false]],
+];
 
 /** Whether node's command line names the V8 flag (`--name`, `-name`, `--no-name`, `_` for `-`). */
 function given(execArgv: readonly string[], name: string): boolean {
@@ -36,15 +49,18 @@ function given(execArgv: readonly string[], name: string): boolean {
 }
 
 /**
- * Sets the broker's marking triggers unless node was started with one of them (`execArgv`), and
- * returns the flags it set. `set` is the seam for tests.
+ * Sets the broker's V8 flags, except the groups node was started with (`execArgv`), and returns
+ * the flags it set. `set` is the seam for tests.
  */
 export function tuneGarbageCollector(
   execArgv: readonly string[] = process.execArgv,
   set: (flag: string) => void = setFlagsFromString,
 ): string[] {
-  if (FLAGS.some(([name]) => given(execArgv, name))) return [];
-  const applied = FLAGS.map(([name, value]) => `--${name}=${value}`);
+  const applied: string[] = [];
+  for (const group of GROUPS) {
+    if (group.some(([name]) => given(execArgv, name))) continue;
+    for (const [name, value] of group) applied.push(value === false ? `--no-${name}` : `--${name}=${value}`);
+  }
   for (const flag of applied) set(flag);
   return applied;
 }

@@ -112,7 +112,7 @@ export async function startBrokerWithConfig(
 export async function runBroker(config: BrokerConfig): Promise<void> {
   const logger = createLogger({ level: config.logLevel, pretty: config.logPretty });
   const gcFlags = tuneGarbageCollector();
-  if (gcFlags.length > 0) logger.debug({ flags: gcFlags }, "V8 marking triggers set (gc-tuning.ts)");
+  if (gcFlags.length > 0) logger.debug({ flags: gcFlags }, "V8 garbage-collection flags set (gc-tuning.ts)");
   let broker: Broker | undefined;
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
