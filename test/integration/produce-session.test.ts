@@ -179,6 +179,31 @@ describe("integration > produce session > pipelining", () => {
     expect(await highWatermark(topic)).toBe(1n);
   });
 
+  it("keeps stream order around a batch that waits for its topic to be created", async () => {
+    // Ensures a batch appended later (its topic being auto-created) holds back the requests behind
+    // it, which are otherwise appended at once: answers in request order, offsets in stream order.
+    const created = randomTopic("auto-wait");
+    const existing = randomTopic("existing");
+    await api(s).createTopic({ topic: existing, partitions: 1, config: undefined });
+    const session = openSession();
+    const targets = [created, existing, created, existing, created];
+    await session.send(targets.map((topic, i) => req(i + 1, produceRequest(topic, 0, [record(`v${i}`)]))));
+    await session.answered(targets.length);
+    session.call.end();
+    expect((await session.ended).code).toBe(status.OK);
+    const next = new Map<string, bigint>();
+    session.answers.forEach((a, i) => {
+      expect(a.sequence).toBe(BigInt(i + 1));
+      const o = a.outcome;
+      expect(o?.$case).toBe("result");
+      const r = o?.$case === "result" ? o.value : undefined;
+      expect(r!.topic).toBe(targets[i]);
+      expect(r!.baseOffset).toBe(next.get(targets[i]!) ?? 0n);
+      next.set(targets[i]!, (next.get(targets[i]!) ?? 0n) + 1n);
+    });
+    expect(await highWatermark(created)).toBe(3n);
+  });
+
   it("keeps answers in order when FSYNCED and WRITTEN batches are mixed", async () => {
     // Ensures a WRITTEN batch's answer never overtakes the answer of an earlier FSYNCED batch that
     // still waits for its fsync.

@@ -34,7 +34,7 @@ import {
   type ProduceSessionRequestView,
 } from "./codecs/produce-session.js";
 import type { OpenStream, RpcContext } from "./context.js";
-import { appendBatch } from "./produce-append.js";
+import { type AppendedBatch, appendBatch } from "./produce-append.js";
 import { toServiceError } from "./status.js";
 
 export type SessionCall = ServerDuplexStream<ProduceSessionRequestView, Buffer>;
@@ -46,33 +46,40 @@ interface Pending {
   answer: Buffer | undefined;
 }
 
-/** What a wait for the next request got instead of one: the stream is to stop reading. */
-const STOP = Symbol("stop");
-
-type Next = IteratorResult<ProduceSessionRequestView> | typeof STOP;
-
 /** Serves one ProduceSession call; resolves once the call has ended (never rejects). */
 export function produceSession(ctx: RpcContext, call: SessionCall): Promise<void> {
   return new Session(ctx, call).run();
 }
 
+/**
+ * Event-driven rather than an async loop over the call's iterator: a request that can be appended
+ * at once (the topic exists, no quota wait) is validated, appended and answered inside grpc-js's
+ * 'data' event, with no promise in between. The iterator, plus awaits per request, cost ~10 µs of
+ * broker CPU per acknowledged batch (scripts/bench/grpc-floor.mjs with an iterator-style handler,
+ * BENCHMARKS.md). Reading is throttled with pause()/resume(), see `updateFlow`.
+ */
 class Session {
   /** max.inflight.batches.per.session */
   private max = 1;
   /** Requests read, in order; answered ones before `head` are cleared. */
   private queue: (Pending | undefined)[] = [];
   private head = 0;
-  /** Set once the stream is to stop reading: why it will end (undefined cause: half-closed). */
+  /** Set once the stream is to stop reading: why it will end (undefined cause: cancelled). */
   private stopped = false;
   private cause: unknown;
+  /** The client half-closed: no more requests will come. */
+  private halfClosed = false;
+  /** A request is waiting to be appended (quota, topic creation): the next one waits for it. */
+  private appending = false;
+  /** Reading is paused (call.pause()). */
+  private paused = false;
   /** The call is over (status handed to gRPC, or cancelled): nothing more is written. */
   private ended = false;
   /** gRPC's write buffer is full: answers wait for `drain`. */
   private blocked = false;
-  /** Ends a wait for the next request (on drain or cancel). */
-  private interruptRead: (() => void) | undefined;
-  /** Ends a wait for room or for the last answer. */
-  private wake: (() => void) | undefined;
+  /** run() has resolved and let go of the call. */
+  private finished = false;
+  private resolveRun: (() => void) | undefined;
   private readonly stream: OpenStream;
   /** Who is calling (auth/): ACLs and quota per batch; undefined when auth is off. */
   private readonly access: Access | undefined;
@@ -89,29 +96,43 @@ class Session {
     };
   }
 
-  async run(): Promise<void> {
-    const { ctx, call } = this;
-    const onCancel = () => {
-      this.ended = true;
-      this.stop(undefined);
-      call.destroy();
-    };
-    call.once("cancelled", onCancel);
-    // Registered before the first await, so a drain that begins meanwhile still ends this stream.
-    ctx.streams.add(this.stream);
-    try {
-      this.max = ctx.core.config.maxInflightBatchesPerSession;
-      if (ctx.draining) this.stop(new ShuttingDownError());
-      await this.readAll();
-      // Every request read gets its answer before the status.
-      while (!this.ended && this.unanswered > 0) await this.waitForProgress();
-      this.end(this.cause);
-    } catch (err) {
-      this.end(err);
-    } finally {
-      call.off("cancelled", onCancel);
-      ctx.streams.delete(this.stream);
+  private readonly onData = (req: ProduceSessionRequestView): void => {
+    // Read during a drain (or after a broken envelope): left unanswered, the client resends it.
+    if (this.stopped) return;
+    if (req.malformed) {
+      this.stop(new InvalidRequestError(req.malformed));
+      return;
     }
+    this.handle(req);
+  };
+
+  private readonly onEnd = (): void => {
+    this.halfClosed = true;
+    this.maybeFinish();
+  };
+
+  /** Cancelled by the client (or its deadline), or the stream went away: nothing more is written. */
+  private readonly onGone = (): void => {
+    if (this.ended) return;
+    this.ended = true;
+    this.stop(undefined);
+    this.call.destroy();
+  };
+
+  run(): Promise<void> {
+    const { ctx, call } = this;
+    const done = new Promise<void>((resolve) => {
+      this.resolveRun = resolve;
+    });
+    // Registered before anything is read, so a drain that begins meanwhile still ends this stream.
+    ctx.streams.add(this.stream);
+    call.once("cancelled", this.onGone);
+    call.once("close", this.onGone);
+    call.once("end", this.onEnd);
+    this.max = ctx.core.config.maxInflightBatchesPerSession;
+    if (ctx.draining) this.stop(new ShuttingDownError());
+    else call.on("data", this.onData);
+    return done;
   }
 
   /** Requests read and not yet handed to gRPC. */
@@ -119,49 +140,46 @@ class Session {
     return this.queue.length - this.head;
   }
 
-  /** Reads and appends requests one at a time until the client half-closes or the stream stops. */
-  private async readAll(): Promise<void> {
-    const requests = this.call.iterator({
-      destroyOnReturn: false,
-    }) as AsyncIterator<ProduceSessionRequestView>;
-    for (;;) {
-      while (!this.stopped && this.unanswered >= this.max) await this.waitForProgress();
-      if (this.stopped) return;
-      const next = await this.nextRequest(requests);
-      if (next === STOP || next.done) return;
-      if (this.stopped) return; // read during a drain: left unanswered, the client resends it
-      const req = next.value;
-      if (req.malformed) {
-        this.stop(new InvalidRequestError(req.malformed));
-        return;
-      }
-      await this.handle(req);
-    }
-  }
-
-  /** The next request, or STOP if the stream stops reading first. */
-  private nextRequest(requests: AsyncIterator<ProduceSessionRequestView>): Promise<Next> {
-    const next = requests.next();
-    return new Promise<Next>((resolve, reject) => {
-      this.interruptRead = () => resolve(STOP);
-      next.then(resolve, reject);
-    }).finally(() => {
-      this.interruptRead = undefined;
-    });
-  }
-
-  /** Appends one batch and queues its answer. */
-  private async handle(req: ProduceSessionRequestView): Promise<void> {
+  /** Appends one batch and queues its answer; synchronously when nothing has to be waited for. */
+  private handle(req: ProduceSessionRequestView): void {
     const pending: Pending = { sequence: req.sequence, answer: undefined };
     this.queue.push(pending);
+    let appended: AppendedBatch | Promise<AppendedBatch> | undefined;
     try {
-      const { partition, appended, fsync } = await appendBatch(this.ctx, req.produce, this.access);
-      if (fsync) this.answerAfterSync(pending, req, partition, appended);
-      else pending.answer = this.result(pending.sequence, req, appended);
+      appended = appendBatch(this.ctx, req.produce, this.access);
+      if (!(appended instanceof Promise)) this.answer(pending, req, appended);
     } catch (err) {
       pending.answer = this.error(pending.sequence, err);
     }
+    if (!(appended instanceof Promise)) {
+      this.progress();
+      return;
+    }
+    // Waiting (quota, topic creation): stop reading until this batch is in, to keep stream order.
+    this.appending = true;
+    this.updateFlow();
+    appended
+      .then((a) => this.answer(pending, req, a))
+      .catch((err: unknown) => {
+        pending.answer = this.error(pending.sequence, err);
+      })
+      .finally(() => {
+        this.appending = false;
+        this.progress();
+      });
+  }
+
+  /** Sets the answer of an appended batch, or arranges it after the fsync the batch asked for. */
+  private answer(pending: Pending, req: ProduceSessionRequestView, a: AppendedBatch): void {
+    if (a.fsync) this.answerAfterSync(pending, req, a.partition, a.appended);
+    else pending.answer = this.result(pending.sequence, req, a.appended);
+  }
+
+  /** Writes what is ready, then reads on (or not), and ends the call once it is over. */
+  private progress(): void {
     this.flush();
+    this.updateFlow();
+    this.maybeFinish();
   }
 
   private answerAfterSync(
@@ -173,11 +191,11 @@ class Session {
     partition.sync().then(
       () => {
         pending.answer = this.result(pending.sequence, req, appended);
-        this.flush();
+        this.progress();
       },
       (err: unknown) => {
         pending.answer = this.error(pending.sequence, err);
-        this.flush();
+        this.progress();
       },
     );
   }
@@ -200,7 +218,6 @@ class Session {
   /** Writes the answers that are ready, in order, while gRPC takes them. */
   private flush(): void {
     const { call, stream } = this;
-    const before = this.unanswered;
     while (!this.ended && !this.blocked && this.head < this.queue.length) {
       const p = this.queue[this.head]!;
       if (p.answer === undefined) break;
@@ -212,7 +229,7 @@ class Session {
         call.once("drain", () => {
           this.blocked = false;
           stream.blocked = false;
-          this.flush();
+          this.progress();
         });
       }
     }
@@ -223,7 +240,22 @@ class Session {
       this.queue = this.queue.slice(this.head);
       this.head = 0;
     }
-    if (this.unanswered < before) this.notify();
+  }
+
+  /**
+   * Reads while fewer than `max` requests are unanswered and none waits to be appended; pauses
+   * otherwise, so grpc-js stops reading the HTTP/2 stream and flow control holds the client back.
+   * (resume() takes effect on the next tick: no request is handled inside this call.)
+   */
+  private updateFlow(): void {
+    const read = !this.stopped && !this.appending && this.unanswered < this.max;
+    if (read && this.paused) {
+      this.paused = false;
+      this.call.resume();
+    } else if (!read && !this.paused) {
+      this.paused = true;
+      this.call.pause();
+    }
   }
 
   /** Stops reading; the stream ends with `cause` (UNAVAILABLE on drain) once every answer is out. */
@@ -232,20 +264,28 @@ class Session {
       this.stopped = true;
       this.cause = cause;
     }
-    this.interruptRead?.();
-    this.notify();
+    this.updateFlow();
+    this.maybeFinish();
   }
 
-  private notify(): void {
-    const wake = this.wake;
-    this.wake = undefined;
-    wake?.();
-  }
-
-  private waitForProgress(): Promise<void> {
-    return new Promise((resolve) => {
-      this.wake = resolve;
-    });
+  /**
+   * Once no more requests will be handled (half-closed or stopped) and every answer is out, ends
+   * the call with its status; once the call is over and no append is in progress, lets go of it.
+   */
+  private maybeFinish(): void {
+    if (this.finished || this.appending) return;
+    if (!this.ended) {
+      if (!(this.halfClosed || this.stopped) || this.unanswered > 0) return;
+      this.end(this.cause);
+    }
+    this.finished = true;
+    const { call } = this;
+    call.off("data", this.onData);
+    call.off("end", this.onEnd);
+    call.off("cancelled", this.onGone);
+    call.off("close", this.onGone);
+    this.ctx.streams.delete(this.stream);
+    this.resolveRun?.();
   }
 
   /** Ends the call: OK, or the status of `err` (after the answers already handed to gRPC). */
