@@ -51,7 +51,7 @@ async function warmUp(env: BenchEnv): Promise<void> {
   await withBenchClient(env, (c) => c.admin().createTopic(topic, { partitions: 1 }));
   env.createdTopics.push(topic);
   const quiet: Task = { update: () => {}, done: () => {} };
-  const run = await runProducer(env, topic, quiet, () => 0, Math.max(1, Math.round(WARM_UP * env.records)));
+  const run = await runProducer(env, topic, quiet, 1, Math.max(1, Math.round(WARM_UP * env.records)));
   env.windows.pop(); // not a measured window
   if (run.failure !== undefined) throw run.failure;
 }
@@ -95,7 +95,7 @@ async function runHalf(env: BenchEnv, side: Side): Promise<void> {
   const count = side.runs.length === 0 ? half : side.records - half;
   const before = side.acked;
   const task: Task = { update: (n) => side.task.update(before + n), done: () => {} };
-  const run = await runProducer(env, side.topic, task, (i) => i % side.partitions, count, first, side.limit);
+  const run = await runProducer(env, side.topic, task, side.partitions, count, first, side.limit);
   side.runs.push(run);
   side.acked += run.acked;
 }
