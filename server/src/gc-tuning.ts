@@ -18,7 +18,7 @@
  * of received buffers, ~18 MB, went by between scavenges), that alone crossed the 80 % and V8 ran a
  * mark-compact after every scavenge, 17 per million records where there had been 2
  * (`--trace-gc-nvp`: nothing promoted, old generation flat). `--no-concurrent-array-buffer-sweeping`
- * frees them inside the scavenge (a `free` per buffer, well under a millisecond): 1 again.
+ * frees them inside the scavenge (a `free` per buffer, well under a millisecond): 1 per million.
  *
  * Applied by `runBroker` (the `rill broker` process), not by `startBroker`: an application that
  * embeds a broker keeps its own V8 settings. Node's command line wins, a group of flags at a time:

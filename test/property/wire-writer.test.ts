@@ -72,15 +72,26 @@ describe("property > wire writer", () => {
 
   it("writes fields as BinaryWriter does and omits zero and empty ones", () => {
     fc.assert(
-      fc.property(int64, fc.string({ maxLength: 40, unit: "grapheme" }), (v, text) => {
-        const out = Buffer.alloc(varintFieldSize(v) + stringFieldSize(text));
-        const end = writeStringField(out, writeVarintField(out, 0, 0x08, v), 0x12, text);
-        expect(end).toBe(out.length);
-        const w = new BinaryWriter();
-        if (v !== 0n) w.uint32(0x08).int64(v);
-        if (text !== "") w.uint32(0x12).string(text);
-        same(out, w.finish());
-      }),
+      fc.property(
+        int64,
+        fc.oneof(
+          fc.string({
+            maxLength: 300,
+            size: "max",
+            unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)),
+          }),
+          fc.string({ maxLength: 300, unit: "grapheme" }),
+        ),
+        (v, text) => {
+          const out = Buffer.alloc(varintFieldSize(v) + stringFieldSize(text));
+          const end = writeStringField(out, writeVarintField(out, 0, 0x08, v), 0x12, text);
+          expect(end).toBe(out.length);
+          const w = new BinaryWriter();
+          if (v !== 0n) w.uint32(0x08).int64(v);
+          if (text !== "") w.uint32(0x12).string(text);
+          same(out, w.finish());
+        },
+      ),
       { numRuns: RUNS },
     );
     expect(varintFieldSize(0)).toBe(0);

@@ -1,7 +1,8 @@
 /**
- * gc-tuning.ts: which V8 flags `rill broker` sets, that a trigger on node's command line means the
- * broker sets neither trigger (and a sweeping flag there, no sweeping flag), and that this node knows the flags both on its command line and at run time
- * (where `v8.setFlagsFromString` reports an unknown flag only on stderr). That `rill broker` applies
+ * gc-tuning.ts: which V8 flags `rill broker` sets; that a trigger on node's command line means the
+ * broker sets neither trigger, and the sweeping flag there means it leaves sweeping alone; and that
+ * this node knows the flags both on its command line and at run time (where
+ * `v8.setFlagsFromString` reports an unknown flag only on stderr). That `rill broker` applies
  * them is checked against the real process in test/integration/process.test.ts.
  */
 import { spawnSync } from "node:child_process";

@@ -12,8 +12,8 @@
  *   fsync failed is answered with that failure (it may be on disk, unacknowledged: the producer
  *   resends it, at least once).
  * - Bounded: at most `max.inflight.batches.per.session` requests are read and not yet answered
- *   (handed to gRPC). Past it the handler stops reading, so grpc-js stops reading the HTTP/2 stream
- *   and flow control holds the client back; answers are written only while gRPC takes them
+ *   (handed to gRPC). Past it the handler stops reading (pause()); grpc-js fills the call's buffer
+ *   of 16 requests, then stops reading the HTTP/2 stream and flow control holds the client back; answers are written only while gRPC takes them
  *   (`write()` → false: wait for `drain`). A client that never reads its answers therefore stalls
  *   its own stream, at a bounded cost to the broker.
  * - The stream ends with a status only for what concerns the stream: OK once the client
@@ -55,8 +55,8 @@ export function produceSession(ctx: RpcContext, call: SessionCall): Promise<void
  * Event-driven rather than an async loop over the call's iterator: a request that can be appended
  * at once (the topic exists, no quota wait) is validated, appended and answered inside grpc-js's
  * 'data' event, with no promise in between. The iterator, plus awaits per request, cost ~10 µs of
- * broker CPU per acknowledged batch (scripts/bench/grpc-floor.mjs with an iterator-style handler,
- * BENCHMARKS.md). Reading is throttled with pause()/resume(), see `updateFlow`.
+ * server CPU per round trip in a throw-away variant of scripts/bench/grpc-floor.mjs (BENCHMARKS.md,
+ * "ProduceSession without promise hops"). Reading is throttled with pause()/resume(): `updateFlow`.
  */
 class Session {
   /** max.inflight.batches.per.session */
@@ -97,13 +97,18 @@ class Session {
   }
 
   private readonly onData = (req: ProduceSessionRequestView): void => {
-    // Read during a drain (or after a broken envelope): left unanswered, the client resends it.
-    if (this.stopped) return;
-    if (req.malformed) {
-      this.stop(new InvalidRequestError(req.malformed));
-      return;
+    // Runs inside grpc-js's push(): a throw here would escape as an unhandled rejection.
+    try {
+      // Read during a drain (or after a broken envelope): left unanswered, the client resends it.
+      if (this.stopped) return;
+      if (req.malformed) {
+        this.stop(new InvalidRequestError(req.malformed));
+        return;
+      }
+      this.handle(req);
+    } catch (err) {
+      this.crash(err);
     }
-    this.handle(req);
   };
 
   private readonly onEnd = (): void => {
@@ -163,6 +168,7 @@ class Session {
       .catch((err: unknown) => {
         pending.answer = this.error(pending.sequence, err);
       })
+      .catch((err: unknown) => this.crash(err))
       .finally(() => {
         this.appending = false;
         this.progress();
@@ -177,8 +183,30 @@ class Session {
 
   /** Writes what is ready, then reads on (or not), and ends the call once it is over. */
   private progress(): void {
-    this.flush();
-    this.updateFlow();
+    try {
+      this.flush();
+      this.updateFlow();
+      this.maybeFinish();
+    } catch (err) {
+      this.crash(err);
+    }
+  }
+
+  /**
+   * Something threw that never should (a bug): end the call with it (INTERNAL, logged by
+   * toServiceError) instead of letting it escape from a grpc-js event or a promise callback.
+   */
+  private crash(err: unknown): void {
+    if (!this.stopped) {
+      this.stopped = true;
+      this.cause = err;
+    }
+    try {
+      this.end(err);
+    } catch {
+      this.call.destroy();
+    }
+    this.ended = true;
     this.maybeFinish();
   }
 
@@ -188,16 +216,18 @@ class Session {
     partition: Partition,
     appended: AppendResult,
   ): void {
-    partition.sync().then(
-      () => {
-        pending.answer = this.result(pending.sequence, req, appended);
-        this.progress();
-      },
-      (err: unknown) => {
-        pending.answer = this.error(pending.sequence, err);
-        this.progress();
-      },
-    );
+    partition
+      .sync()
+      .then(
+        () => {
+          pending.answer = this.result(pending.sequence, req, appended);
+        },
+        (err: unknown) => {
+          pending.answer = this.error(pending.sequence, err);
+        },
+      )
+      .catch((err: unknown) => this.crash(err))
+      .finally(() => this.progress());
   }
 
   private result(sequence: bigint, req: ProduceSessionRequestView, appended: AppendResult): Buffer {
@@ -244,7 +274,8 @@ class Session {
 
   /**
    * Reads while fewer than `max` requests are unanswered and none waits to be appended; pauses
-   * otherwise, so grpc-js stops reading the HTTP/2 stream and flow control holds the client back.
+   * otherwise, so grpc-js stops reading the HTTP/2 stream (once the call's buffer of 16 requests
+   * is full) and flow control holds the client back.
    * (resume() takes effect on the next tick: no request is handled inside this call.)
    */
   private updateFlow(): void {

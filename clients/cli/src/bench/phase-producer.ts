@@ -38,6 +38,8 @@ export interface ProducerRun {
  * each value into its batch when the record enters it).
  */
 const RING_CHUNKS = 64;
+/** Records of the ring: record i carries the value made for record i - k × RING_RECORDS. */
+export const RING_RECORDS = RING_CHUNKS * CHUNK;
 
 /**
  * Sends records first..first+records-1 (N records from 0 unless given; record i to partition
@@ -58,8 +60,8 @@ export async function runProducer(
   first = 0,
   limit = deadline(env.phaseSeconds),
 ): Promise<ProducerRun> {
-  if ((RING_CHUNKS * CHUNK) % partitions !== 0) {
-    throw new Error(`${partitions} partitions do not divide the ${RING_CHUNKS * CHUNK} records sent in turn`);
+  if (RING_RECORDS % partitions !== 0) {
+    throw new Error(`${partitions} partitions do not divide the ${RING_RECORDS} records sent in turn`);
   }
   let acked = 0;
   let failure: unknown;
@@ -75,7 +77,7 @@ export async function runProducer(
     const chunkOf = (at: number, count: number): ProducerRecord[] =>
       values(at, count).map((value, i) => ({ value, partition: (at + i) % partitions }));
     const ring: ProducerRecord[][] = [];
-    for (let k = 0; k < RING_CHUNKS && k * CHUNK < records; k++) {
+    for (let k = 0; k < RING_CHUNKS && (k + 1) * CHUNK <= records; k++) {
       ring.push(chunkOf(first + k * CHUNK, CHUNK));
     }
     // A last chunk shorter than CHUNK, made now too (it starts where a ring chunk would).
@@ -107,7 +109,7 @@ export async function runProducerPhase(env: BenchEnv): Promise<PhaseResult> {
   let error = failure === undefined ? undefined : (failure as Error).message;
   const stored = await highWatermark(env, topic);
   if (error === undefined && stored !== acked) error = `${acked} acknowledged but the log holds ${stored}`;
-  const consumed = env.verify ? await readBack(env, topic, env.phaseSeconds) : undefined;
+  const consumed = env.verify ? await readBack(env, topic, env.phaseSeconds, RING_RECORDS) : undefined;
   task.done(`${measured.recordsPerSec?.toLocaleString("en-US")} records/s, ${measured.mbPerSec} MB/s`);
   return {
     id: "3",
