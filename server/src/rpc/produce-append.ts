@@ -60,13 +60,12 @@ function appendToPartition(
   input: AppendInput,
   access: Access | undefined,
 ): AppendedBatch | Promise<AppendedBatch> {
-  if (ctx.core.topics.get(req.topic))
-    return appendTo(ctx, req, input, access, existingPartition(ctx, req, input));
-  return createTopic(ctx, req, input.records.length, access).then(() =>
-    appendTo(ctx, req, input, access, existingPartition(ctx, req, input)),
-  );
+  const append = () => appendTo(ctx, req, input, access, existingPartition(ctx, req, input));
+  if (ctx.core.topics.get(req.topic)) return append();
+  return createTopic(ctx, req, input.records.length, access).then(append);
 }
 
+/** Appends to the partition, reports it, and charges the caller's produce quota. */
 function appendTo(
   ctx: RpcContext,
   req: ProduceRequestView,
