@@ -201,12 +201,8 @@ class Session {
       this.stopped = true;
       this.cause = err;
     }
-    try {
-      this.end(err);
-    } catch {
-      this.call.destroy();
-    }
-    this.ended = true;
+    this.updateFlow();
+    this.end(err);
     this.maybeFinish();
   }
 
@@ -323,7 +319,12 @@ class Session {
   private end(err: unknown): void {
     if (this.ended) return;
     this.ended = true;
-    if (err === undefined) this.call.end();
-    else this.call.emit("error", toServiceError(err, this.ctx.logger));
+    try {
+      if (err === undefined) this.call.end();
+      else this.call.emit("error", toServiceError(err, this.ctx.logger));
+    } catch {
+      // The status could not be handed over (a bug): reset the stream rather than leave it open.
+      this.call.destroy();
+    }
   }
 }
