@@ -9,6 +9,7 @@
  * read when a client is opened; a missing or unreadable one is a usage error (exit 2) naming it.
  */
 import { readFileSync } from "node:fs";
+import { status } from "@grpc/grpc-js";
 import type { Command } from "commander";
 import type { TlsOptions } from "../../ts/src/connection.js";
 import {
@@ -182,7 +183,12 @@ export function describeError(e: unknown, context: { broker?: string; topic?: st
   if (e instanceof RequestTimeoutError) {
     return `the broker${context.broker ? ` at ${context.broker}` : ""} did not answer in time (${e.message})`;
   }
-  if (e instanceof AuthError) return `not allowed: ${e.message}`;
+  if (e instanceof AuthError) {
+    // UNAUTHENTICATED: who you are is missing or wrong; PERMISSION_DENIED: you may not do this.
+    return e.code === status.UNAUTHENTICATED
+      ? `not authenticated: ${e.message} (rill sends a token from --token-file or RILL_TOKEN, a client certificate from --tls-cert and --tls-key)`
+      : `not allowed: ${e.message}`;
+  }
   if (e instanceof InvalidArgumentError) return e.message;
   if (e instanceof RillError) return `${e.message} (${e.codeName})`;
   if (e instanceof Error) return e.message;

@@ -1,9 +1,11 @@
+import { status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { jsonLine, parseFrom, render } from "../../../../clients/cli/src/commands/consume.js";
 import { formatSummary, LineSplitter, recordMaker } from "../../../../clients/cli/src/commands/produce.js";
 import { formatTable } from "../../../../clients/cli/src/commands/topic.js";
 import { CliError, describeError } from "../../../../clients/cli/src/context.js";
 import {
+  AuthError,
   BrokerUnavailableError,
   type ConsumedRecord,
   TopicExistsError,
@@ -167,6 +169,10 @@ describe("client > cli > messages", () => {
     expect(
       describeError(new BrokerUnavailableError("connect ECONNREFUSED. Resolution note: "), { broker: "h:1" }),
     ).toBe("cannot reach the broker at h:1 (connect ECONNREFUSED) — is it running? (rill broker starts one)");
+    expect(describeError(new AuthError("requires authentication", { code: status.UNAUTHENTICATED }))).toBe(
+      "not authenticated: requires authentication (rill sends a token from --token-file or RILL_TOKEN, a client certificate from --tls-cert and --tls-key)",
+    );
+    expect(describeError(new AuthError("may not write topic x"))).toBe("not allowed: may not write topic x");
     expect(
       formatTable([
         ["A", "BB"],
