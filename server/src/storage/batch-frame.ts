@@ -97,7 +97,8 @@ export function varintBytes(value: number): number {
   return n;
 }
 
-function writeVarint(target: Buffer, at: number, value: number): number {
+/** Writes a non-negative safe integer as a varint at `at`; returns the position after it. */
+export function writeVarint(target: Buffer, at: number, value: number): number {
   let pos = at;
   while (value >= 0x80) {
     target[pos++] = (value % 0x80) | 0x80;

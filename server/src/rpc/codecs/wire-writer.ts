@@ -7,8 +7,11 @@
  * tests compare their bytes with the generated encoder's.
  *
  * Values are protobuf int32/int64/uint32/uint64 field values: a negative number or bigint is
- * written as its 64-bit two's complement (10 bytes), as the generated encoder does.
+ * written as its 64-bit two's complement (10 bytes), as the generated encoder does. Safe
+ * non-negative numbers go through the storage frame's varint helpers (batch-frame.ts).
  */
+
+import { varintBytes, writeVarint as writeSafeVarint } from "../../storage/batch-frame.js";
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
@@ -22,14 +25,8 @@ function unsigned(value: number | bigint): number | bigint {
 /** Bytes of `value` as a varint. */
 export function varintSize(value: number | bigint): number {
   let u = unsigned(value);
+  if (typeof u === "number") return varintBytes(u);
   let n = 1;
-  if (typeof u === "number") {
-    while (u >= 0x80) {
-      u = Math.floor(u / 0x80);
-      n++;
-    }
-    return n;
-  }
   while (u >= 0x80n) {
     u >>= 7n;
     n++;
@@ -40,14 +37,7 @@ export function varintSize(value: number | bigint): number {
 /** Writes `value` as a varint at `pos`; returns the position after it. */
 export function writeVarint(target: Buffer, pos: number, value: number | bigint): number {
   let u = unsigned(value);
-  if (typeof u === "number") {
-    while (u >= 0x80) {
-      target[pos++] = (u % 0x80) | 0x80;
-      u = Math.floor(u / 0x80);
-    }
-    target[pos++] = u;
-    return pos;
-  }
+  if (typeof u === "number") return writeSafeVarint(target, pos, u);
   while (u >= 0x80n) {
     target[pos++] = Number(u & 0x7fn) | 0x80;
     u >>= 7n;
