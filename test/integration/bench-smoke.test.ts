@@ -68,7 +68,10 @@ describe("integration > rill bench", () => {
   it("runs every phase against a broker it starts and accounts for every record", async () => {
     // Ensures the harness works end to end and that what it reports is counted, not assumed.
     const run = await bench(
-      ["-n", String(N), "--rates", RATES.join(","), "--rate-seconds", "1", "--out", out, "--verify"],
+      [
+        ...["-n", String(N), "--rates", RATES.join(","), "--rate-seconds", "1", "--rate-warmup", "1"],
+        ...["--out", out, "--verify"],
+      ],
       170_000,
     );
     expect(run.code, run.stderr).toBe(0);
@@ -109,11 +112,14 @@ describe("integration > rill bench", () => {
       expect([id, r.target, r.records, r.consumed]).toEqual([id, N, N, N]);
     }
     expect(byId.get("1-written")!.note).toMatch(/^ProduceSession/);
-    // Phase 5: every record sent at a rate is read by the following consumer.
+    // Phase 5: every record sent at a rate is read by the following consumer, the warm-up's
+    // (one second's worth) apart from the measured ones.
     for (const rate of RATES) {
       const r = byId.get(`5-${rate}`)!;
       const expected = Math.min(N, rate);
       expect([r.target, r.records, r.consumed]).toEqual([expected, expected, expected]);
+      expect([r.latency!.warmup!.seconds, r.latency!.warmup!.records]).toEqual([1, rate]);
+      expect(r.latency!.warmup!.p99Ms).toBeGreaterThan(0);
       expect(r.latency!.p50Ms).toBeGreaterThan(0);
       expect(r.latency!.p999Ms).toBeGreaterThanOrEqual(r.latency!.p50Ms);
     }

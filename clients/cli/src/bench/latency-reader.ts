@@ -2,21 +2,22 @@
  * The consumer of phase 5, run as its own process (as a consuming service would be), so that its
  * work and GC pauses do not share an event loop with the producer and its pacer:
  *
- *   node latency-reader.js ADDRESS TOPIC EXPECTED
+ *   node latency-reader.js ADDRESS TOPIC EXPECTED [WARMUP]
  *
  * Follows partition 0 of TOPIC from offset 0 with the client's `Consumer.readBatches`. Prints
- * "ready" once it has read the warm-up record (sequence 0). For every later record it records
+ * "ready" once it has read the first record (sequence 0). For every later record it records
  * now − send time, both on the wall clock with sub-millisecond precision (`performance.timeOrigin +
  * performance.now()`; the producer stamps values the same way; both processes read the same system
- * clock). After EXPECTED timed records, or on SIGTERM, it prints one JSON line with the count and
- * the percentiles in ms, and exits 0.
+ * clock): sequences 1..WARMUP (default 0) in the warm-up's histogram, the next EXPECTED in the
+ * measured one. After EXPECTED measured records, or on SIGTERM, it prints one JSON line with the
+ * counts and the percentiles in ms, and exits 0.
  */
-import { createHistogram } from "node:perf_hooks";
+import { createHistogram, type RecordableHistogram } from "node:perf_hooks";
 import { createClient } from "../../../ts/src/index.js";
 import { sentAtOf, sequenceOf, wallClockMs } from "./workload.js";
 
-/** What the reader prints last. */
-export interface LatencyReport {
+/** Percentiles of one histogram, in ms. */
+export interface LatencyFigures {
   received: number;
   p50Ms: number;
   p99Ms: number;
@@ -24,28 +25,41 @@ export interface LatencyReport {
   maxMs: number;
 }
 
+/** What the reader prints last: the measured records, and the warm-up's apart. */
+export interface LatencyReport extends LatencyFigures {
+  warmup: LatencyFigures;
+}
+
+const newHistogram = () => createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
+
+function figures(h: RecordableHistogram): LatencyFigures {
+  const received = h.count;
+  const ms = (p: number) => (received > 0 ? Math.round(h.percentile(p)) / 1000 : 0);
+  return {
+    received,
+    p50Ms: ms(50),
+    p99Ms: ms(99),
+    p999Ms: ms(99.9),
+    maxMs: received > 0 ? Math.round(h.max) / 1000 : 0,
+  };
+}
+
 async function main(): Promise<void> {
-  const [address, topic, expectedArg] = process.argv.slice(2);
+  const [address, topic, expectedArg, warmupArg = "0"] = process.argv.slice(2);
   const expected = Number(expectedArg);
-  if (!address || !topic || !(expected > 0)) {
-    process.stderr.write("usage: latency-reader ADDRESS TOPIC EXPECTED\n");
+  const warmup = Number(warmupArg);
+  if (!address || !topic || !(expected > 0) || !(Number.isSafeInteger(warmup) && warmup >= 0)) {
+    process.stderr.write("usage: latency-reader ADDRESS TOPIC EXPECTED [WARMUP]\n");
     process.exit(2);
   }
-  const latency = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
-  let received = 0;
+  const warm = newHistogram();
+  const latency = newHistogram();
   const stop = new AbortController();
   let reported = false;
   const report = () => {
     if (reported) return;
     reported = true;
-    const ms = (p: number) => Math.round(latency.percentile(p)) / 1000;
-    const out: LatencyReport = {
-      received,
-      p50Ms: received > 0 ? ms(50) : 0,
-      p99Ms: received > 0 ? ms(99) : 0,
-      p999Ms: received > 0 ? ms(99.9) : 0,
-      maxMs: received > 0 ? Math.round(latency.max) / 1000 : 0,
-    };
+    const out: LatencyReport = { ...figures(latency), warmup: figures(warm) };
     process.stdout.write(`${JSON.stringify(out)}\n`);
   };
   process.once("SIGTERM", () => {
@@ -59,14 +73,14 @@ async function main(): Promise<void> {
     for await (const batch of batches) {
       const now = wallClockMs();
       for (const r of batch.records) {
-        if (sequenceOf(r.value) === 0) {
+        const seq = sequenceOf(r.value);
+        if (seq === 0) {
           process.stdout.write("ready\n");
           continue;
         }
-        latency.record(Math.max(1, Math.round((now - sentAtOf(r.value)) * 1000)));
-        received++;
+        (seq > warmup ? latency : warm).record(Math.max(1, Math.round((now - sentAtOf(r.value)) * 1000)));
       }
-      if (received >= expected) break;
+      if (latency.count >= expected) break;
     }
   } finally {
     report();

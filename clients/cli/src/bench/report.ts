@@ -57,7 +57,12 @@ function resultCell(r: PhaseResult): string {
   if (r.error !== undefined) return `FAILED: ${r.error.split("\n")[0]}`;
   if (r.latency) {
     const l = r.latency;
-    return `p50 ${n(l.p50Ms, 2)} / p99 ${n(l.p99Ms, 2)} / p99.9 ${n(l.p999Ms, 2)} ms (max ${n(l.maxMs, 1)}); sent at ${n(l.achievedRate)}/s`;
+    const w = l.warmup;
+    const warm =
+      w === undefined || w.seconds === 0
+        ? ""
+        : `; after a ${w.seconds} s warm-up (its p99 ${n(w.p99Ms, 2)} ms)`;
+    return `p50 ${n(l.p50Ms, 2)} / p99 ${n(l.p99Ms, 2)} / p99.9 ${n(l.p999Ms, 2)} ms (max ${n(l.maxMs, 1)}); sent at ${n(l.achievedRate)}/s${warm}`;
   }
   if (r.storage) {
     const s = r.storage;

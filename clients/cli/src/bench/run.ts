@@ -33,6 +33,8 @@ export interface BenchOptions {
   durabilities: ("written" | "fsynced")[];
   rates: number[];
   rateSeconds: number;
+  /** Seconds at each rate before the measured ones (phase 5). */
+  rateWarmupSeconds: number;
   phaseSeconds: number;
   out: string;
   /** An existing broker; undefined: start one. */
@@ -150,7 +152,7 @@ async function runPhases(env: BenchEnv, o: BenchOptions, results: PhaseResult[])
   for (const d of o.durabilities) await run(2, `produce, batch 50, ${d}`, () => runAckedPhase(env, 2, 50, d));
   await run(3, "produce, Producer", () => runProducerPhase(env));
   await run(4, "consume", () => runConsumePhase(env));
-  await run(5, "end-to-end latency", () => runLatencyPhase(env, o.rates, o.rateSeconds));
+  await run(5, "end-to-end latency", () => runLatencyPhase(env, o.rates, o.rateSeconds, o.rateWarmupSeconds));
   await run(6, "storage overhead", () => runStoragePhase(env));
   await run(7, "ceiling", () => runCeilingPhase(env));
   await run(8, "stalled consumer", () => runStalledPhase(env));

@@ -43,6 +43,8 @@ export interface LatencySummary {
   p99Ms: number;
   p999Ms: number;
   maxMs: number;
+  /** The records sent at the same rate just before the measured ones, kept apart (phase-latency.ts). */
+  warmup?: { seconds: number; records: number; p50Ms: number; p99Ms: number; maxMs: number } | undefined;
 }
 
 /** Bytes on disk per record, phase 6. */

@@ -19,7 +19,7 @@
  * --phase-seconds.
  */
 import type { Command } from "commander";
-import { DEFAULT_RATES } from "../bench/phase-latency.js";
+import { DEFAULT_RATES, DEFAULT_WARMUP_SECONDS } from "../bench/phase-latency.js";
 import { type BenchOptions, runBench } from "../bench/run.js";
 import { CliError, globalOptions, parseCount, usesSecurityOptions } from "../context.js";
 
@@ -29,6 +29,7 @@ interface BenchFlags {
   durability: string;
   rates: string;
   rateSeconds: string;
+  rateWarmup: string;
   phaseSeconds: string;
   out: string;
   dataDir?: string;
@@ -52,12 +53,16 @@ export function benchOptions(flags: BenchFlags, broker: string | undefined, comm
   if (d !== "both" && d !== "written" && d !== "fsynced") {
     throw new CliError(`--durability must be written, fsynced or both, got "${d}"`, 2);
   }
+  const rates = parseList("--rates", flags.rates, 1);
+  const twice = rates.find((r, i) => rates.indexOf(r) !== i);
+  if (twice !== undefined) throw new CliError(`--rates lists ${twice} twice; each rate runs once`, 2);
   return {
     records: parseCount("--records", flags.records, 1)!,
     phases: new Set(phases),
     durabilities: d === "both" ? ["written", "fsynced"] : [d],
-    rates: parseList("--rates", flags.rates, 1),
+    rates,
     rateSeconds: parseCount("--rate-seconds", flags.rateSeconds, 1)!,
+    rateWarmupSeconds: parseCount("--rate-warmup", flags.rateWarmup, 0)!,
     phaseSeconds: parseCount("--phase-seconds", flags.phaseSeconds, 1)!,
     out: flags.out,
     broker,
@@ -77,6 +82,11 @@ export function registerBenchCommand(program: Command): void {
     .option("--durability <mode>", "durability of phases 1 and 2: written | fsynced | both", "both")
     .option("--rates <list>", "records/s of the latency phase (5)", DEFAULT_RATES.join(","))
     .option("--rate-seconds <s>", "seconds per rate of phase 5 (records: min(n, rate × s))", "10")
+    .option(
+      "--rate-warmup <s>",
+      "seconds at each rate of phase 5 before the measured ones (their latencies reported apart)",
+      String(DEFAULT_WARMUP_SECONDS),
+    )
     .option("--phase-seconds <s>", "time cap of each phase", "60")
     .option("--out <dir>", "where to write <UTC stamp>.{json,md,svg}", "bench/results")
     .option("--data-dir <dir>", "parent directory of the started broker's data (default: the OS temp dir)")
