@@ -1,7 +1,8 @@
 /**
- * Child processes of the bench (the broker, the ceiling server): started with this Node binary,
- * ready once a line of their stdout matches, stopped by PID (SIGTERM, then SIGKILL after a grace
- * period). Every child still running when this process exits is killed by PID.
+ * Child processes of the bench (the broker, the ceiling server, phase 5's writer and reader):
+ * started with this Node binary, ready once a line of their stdout matches, stopped by PID
+ * (SIGTERM, then SIGKILL after a grace period). Every child still running when this process exits
+ * is killed by PID.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
@@ -31,11 +32,15 @@ export interface Child {
   stop(graceMs?: number): Promise<number | null>;
 }
 
-/** Starts `node ...args`; resolves once a stdout line matches `ready` (within `timeoutMs`). */
+/**
+ * Starts `node ...args`; resolves once a stdout line matches `ready` (within `timeoutMs`). Every
+ * stdout line after that one goes to `onLine`, if given.
+ */
 export function startChild(
   args: string[],
   ready: (line: string) => string[] | null,
   timeoutMs = 30_000,
+  onLine?: (line: string) => void,
 ): Promise<Child> {
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
   running.add(child);
@@ -68,7 +73,10 @@ export function startChild(
     let started = false;
     createInterface({ input: child.stdout! }).on("line", (line) => {
       keep(line);
-      if (started) return;
+      if (started) {
+        onLine?.(line);
+        return;
+      }
       const m = ready(line);
       if (m === null) return;
       started = true;

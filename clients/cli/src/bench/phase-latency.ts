@@ -1,40 +1,40 @@
 /**
  * Phase 5: end-to-end latency at fixed rates. For each rate, on a fresh topic, a first record is
- * sent, then a following consumer is started **in its own process** (latency-reader.ts, the client's
- * `Consumer.readBatches`, as a consuming service would run), ready once it has read that record;
- * then a `Producer` (lingerMs 0, acks per batch: one long-lived ProduceSession) sends, on a 1 ms
- * pacer tick (each tick sends the records due by then), rate × warm-up seconds records whose
- * latencies are kept apart, and straight after them the measured min(records, rate × seconds).
+ * sent; then a following consumer is started **in its own process** (latency-reader.ts, the
+ * client's `Consumer.readBatches`, as a consuming service would run), ready once it has read that
+ * record; then a producer, **also in its own process** (latency-writer.ts: a `Producer` with
+ * lingerMs 0 and acks per batch, one long-lived ProduceSession), sends on a 1 ms pacer tick (each
+ * tick sends the records due by then) rate × warm-up seconds records whose latencies are kept
+ * apart, and straight after them the measured min(records, rate × seconds). Every value carries its
+ * send time on the wall clock with sub-millisecond precision; the reader records now − send time
+ * when the record's batch arrives and reports the percentiles. The pacer's lag (send time −
+ * scheduled time) is kept too: a large lag means the producer could not keep the rate, and the
+ * latencies then leave out the time records spent waiting to be sent.
  *
- * Why a warm-up (as the OpenMessaging Benchmark runs one before it measures): the three processes
- * are fresh at each rate (the reader always, the broker and the bench at the first), and their
- * first seconds are slow while V8 compiles the hot paths. Sampled per second at 10k records/s
- * (2026-11-27, this 2-core machine): p99 15.4 / 10.4 / 5.5 / 3.0 ms in seconds 1-4, then 1.0-1.7 ms;
- * the three event loops stalled up to 5-8 ms in seconds 2-3 and up to 2-3 ms after. Without it a
- * 10 s run reports mostly its start (p99 5.5-8.7 ms against 4.1 ms over 30 s). The warm-up's own
- * percentiles are in the result, so the cold start stays visible. Every value carries its send time on the wall clock with sub-millisecond precision
- * (`wallClockMs()` when the tick hands it to the producer); the reader records now − send time when
- * the record's batch arrives and reports the percentiles. The pacer's lag (send time − scheduled
- * time) is kept too: a large lag means the producer could not keep the rate, and the latencies then
- * leave out the time records spent waiting to be sent.
+ * Why a warm-up (as the OpenMessaging Benchmark runs one before it measures): the processes are
+ * fresh at each rate (writer and reader always, the broker at the first), and their first seconds
+ * are slow while V8 compiles the hot paths. Sampled per second at 10k records/s (2026-11-27, this
+ * 2-core machine): p99 15.4 / 10.4 / 5.5 / 3.0 ms in seconds 1-4, then 1.0-1.7 ms; the event loops
+ * stalled up to 5-8 ms in seconds 2-3 and up to 2-3 ms after. Without it a 10 s run reported mostly
+ * its start (p99 5.5-8.7 ms against 4.1 ms over 30 s). The warm-up's own percentiles are in the
+ * result, so the cold start stays visible. Why the writer is its own process: see latency-writer.ts.
  */
 
 import { join } from "node:path";
-import { createHistogram, type RecordableHistogram } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import type { ProducerRecord } from "../../../ts/src/index.js";
 import { type Child, startChild } from "./child.js";
 import type { LatencyReport } from "./latency-reader.js";
+import type { WriterReport } from "./latency-writer.js";
 import { deadline, Meter, round } from "./meter.js";
 import { createBenchTopic, withBenchClient } from "./topics.js";
 import type { BenchEnv, LatencySummary, PhaseResult } from "./types.js";
 import { timedPayload, wallClockMs } from "./workload.js";
 
 export const DEFAULT_RATES = [1_000, 10_000, 100_000];
-const READ_GRACE_MS = 10_000;
-
 export const DEFAULT_WARMUP_SECONDS = 5;
+const READ_GRACE_MS = 10_000;
+const HERE = fileURLToPath(new URL(".", import.meta.url));
 
 export async function runLatencyPhase(
   env: BenchEnv,
@@ -47,13 +47,11 @@ export async function runLatencyPhase(
   return results;
 }
 
-const ms = (h: RecordableHistogram, p: number) => round(h.percentile(p) / 1000, 3);
-
-/** The reader's last JSON line, if it printed one. */
-function readerReport(reader: Child): LatencyReport | undefined {
-  const lines = reader.tail().split("\n").reverse();
+/** A child's last JSON line, if it printed one. */
+function lastJson<T>(child: Child): T | undefined {
+  const lines = child.tail().split("\n").reverse();
   const line = lines.find((l) => l.startsWith("{"));
-  return line === undefined ? undefined : (JSON.parse(line) as LatencyReport);
+  return line === undefined ? undefined : (JSON.parse(line) as T);
 }
 
 async function runRate(
@@ -69,69 +67,56 @@ async function runRate(
   const topic = await createBenchTopic(env, `p5-${rate}`);
   const task = env.progress.start(`5. ${name}`, total);
   const limit = deadline(env.phaseSeconds);
-  const lag = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
-  let sent = 0;
-  let failure: unknown;
-  let sendSeconds = 0;
   let report: LatencyReport | undefined;
-  const measured = await withBenchClient(env, async (client) => {
-    const producer = client.producer({ lingerMs: 0, durability: "written", acks: "per-batch" });
-    const onFailed = (e: unknown) => {
-      failure ??= e;
-    };
-    await producer.send(topic, { value: timedPayload(0, wallClockMs()), partition: 0 });
-    const script = join(fileURLToPath(new URL(".", import.meta.url)), "latency-reader.js");
-    const reader = await startChild(
-      [script, env.address, topic, String(measuredCount), String(warm)],
+  let written: WriterReport | undefined;
+  await withBenchClient(env, (client) =>
+    client.producer().send(topic, { value: timedPayload(0, wallClockMs()), partition: 0 }),
+  );
+  const reader = await startChild(
+    [join(HERE, "latency-reader.js"), env.address, topic, String(measuredCount), String(warm)],
+    (line) => (line === "ready" ? [] : null),
+  );
+  let writer: Child | undefined;
+  let meter: Meter | undefined;
+  try {
+    // The meter (time, the profile's window) starts with the writer's first measured record.
+    writer = await startChild(
+      [
+        join(HERE, "latency-writer.js"),
+        ...[env.address, topic, String(rate), String(warm), String(measuredCount)],
+        String(Math.max(1, limit.at - Date.now())),
+      ],
       (line) => (line === "ready" ? [] : null),
+      30_000,
+      (line) => {
+        if (line === "measuring") meter ??= new Meter(env);
+        else if (line.startsWith("sent ")) task.update(Number(line.slice(5)));
+      },
     );
-    try {
-      // The meter (time, CPU, the profile's window) starts with the first measured record.
-      let meter: Meter | undefined;
-      let measuredFrom = 0;
-      const t0 = performance.now();
-      const interval = 1000 / rate;
-      while (sent < total && failure === undefined && !limit.passed()) {
-        const now = performance.now();
-        const due = Math.min(total, Math.floor((now - t0) / interval) + 1);
-        if (due > sent) {
-          if (meter === undefined && due > warm) {
-            meter = new Meter(env);
-            measuredFrom = now;
-          }
-          const stamp = wallClockMs();
-          const batch: ProducerRecord[] = new Array(due - sent);
-          for (let i = 0; i < batch.length; i++) {
-            const seq = sent + i + 1;
-            batch[i] = { value: timedPayload(seq, stamp), partition: 0 };
-            if (seq > warm) lag.record(Math.max(1, Math.round((now - (t0 + (seq - 1) * interval)) * 1000)));
-          }
-          sent = due;
-          task.update(sent);
-          producer.send(topic, batch).catch(onFailed);
-        }
-        if (!producer.writable) await producer.waitWritable();
-        else await sleep(1);
-      }
-      meter ??= new Meter(env);
-      sendSeconds = measuredFrom > 0 ? (performance.now() - measuredFrom) / 1000 : 0;
-      await producer.flush();
-      // The reader exits by itself after the measured records; when fewer were sent, or it falls
-      // behind, it is stopped (it prints what it has on SIGTERM).
-      const waitMs = sent === total ? Math.max(READ_GRACE_MS, limit.at + READ_GRACE_MS - Date.now()) : 1000;
-      const exited = await Promise.race([reader.exited.then(() => true), sleep(waitMs).then(() => false)]);
-      if (!exited) await reader.stop(5000);
-      report = readerReport(reader);
-      const m = meter.finish(report?.received ?? 0, measuredCount);
-      await producer.close();
-      return m;
-    } finally {
-      await reader.stop(5000);
-    }
-  });
+    // The writer stops by itself at the phase's time cap; the grace covers its flush.
+    const writerDone = await Promise.race([
+      writer.exited.then(() => true),
+      sleep(Math.max(0, limit.at - Date.now()) + READ_GRACE_MS).then(() => false),
+    ]);
+    if (!writerDone) await writer.stop(5000);
+    written = lastJson<WriterReport>(writer);
+    meter ??= new Meter(env);
+    // The reader exits by itself after the measured records; when fewer were sent, or it falls
+    // behind, it is stopped (it prints what it has on SIGTERM).
+    const all = written?.sent === total;
+    const waitMs = all ? Math.max(READ_GRACE_MS, limit.at + READ_GRACE_MS - Date.now()) : 1000;
+    const exited = await Promise.race([reader.exited.then(() => true), sleep(waitMs).then(() => false)]);
+    if (!exited) await reader.stop(5000);
+    report = lastJson<LatencyReport>(reader);
+  } finally {
+    await writer?.stop(5000);
+    await reader.stop(5000);
+  }
+  const sent = written?.sent ?? 0;
   const received = report?.received ?? 0;
   const warmReceived = report?.warmup.received ?? 0;
   const sentMeasured = Math.max(0, sent - warm);
+  const measured = meter!.finish(received, measuredCount);
   const warmup = {
     seconds: warmupSeconds,
     records: warmReceived,
@@ -139,6 +124,7 @@ async function runRate(
     p99Ms: report?.warmup.p99Ms ?? 0,
     maxMs: report?.warmup.maxMs ?? 0,
   };
+  const sendSeconds = written?.sendSeconds ?? 0;
   const summary: LatencySummary = {
     rate,
     achievedRate: sendSeconds > 0 ? Math.round(sentMeasured / sendSeconds) : 0,
@@ -148,7 +134,7 @@ async function runRate(
     maxMs: report?.maxMs ?? 0,
     warmup,
   };
-  let error = failure === undefined ? undefined : (failure as Error).message;
+  let error = written === undefined ? "the latency writer printed no report" : written.error;
   if (error === undefined && report === undefined) error = "the latency reader printed no report";
   if (error === undefined && warmReceived !== Math.min(sent, warm)) {
     error = `${Math.min(sent, warm)} warm-up records sent but ${warmReceived} read`;
@@ -160,12 +146,14 @@ async function runRate(
     phase: 5,
     name,
     ...measured,
+    // The client is the writer process: its CPU from the first measured record on.
+    clientCpuSeconds: written === undefined ? measured.clientCpuSeconds : round(written.cpuSeconds, 2),
     consumed: received,
     latency: summary,
     note:
-      `Producer lingerMs 0, acks per-batch (ProduceSession), on a 1 ms pacer; following Consumer.readBatches in its own process (latency-reader.js); ` +
+      `Producer lingerMs 0, acks per-batch (ProduceSession), on a 1 ms pacer, in its own process (latency-writer.js); following Consumer.readBatches in its own process (latency-reader.js); ` +
       `sent ${sentMeasured} at ${summary.achievedRate.toLocaleString("en-US")}/s after ${Math.min(sent, warm)} in a ${warmupSeconds} s warm-up ` +
-      `(its p50 ${warmup.p50Ms} / p99 ${warmup.p99Ms} ms, max ${warmup.maxMs}); pacer lag p99 ${ms(lag, 99)} ms, max ${round(lag.max / 1000, 3)} ms`,
+      `(its p50 ${warmup.p50Ms} / p99 ${warmup.p99Ms} ms, max ${warmup.maxMs}); pacer lag p99 ${round(written?.lagP99Ms ?? 0, 3)} ms, max ${round(written?.lagMaxMs ?? 0, 3)} ms`,
     error,
   };
 }
