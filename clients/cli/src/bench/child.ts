@@ -49,8 +49,9 @@ export function startChild(
     lines.push(line);
     if (lines.length > 40) lines.shift();
   };
+  // 'close', not 'exit': by then its stdout and stderr are read to the end, so tail() has its last lines.
   const exited = new Promise<number | null>((resolve) => {
-    child.once("exit", (code) => {
+    child.once("close", (code) => {
       running.delete(child);
       resolve(code);
     });

@@ -14,7 +14,9 @@
  * then), each value carrying its send time (`wallClockMs()` when the tick hands it to the
  * producer). Prints "ready" once connected, "measuring" when it hands over the first measured
  * record, "sent N" about every 100 ms, and at the end (or on SIGTERM, or when MAX_MS have passed)
- * one JSON line, {@link WriterReport}. Exits 0 when every record it sent was acknowledged.
+ * one JSON line, {@link WriterReport}. Exits 0 when every record it sent was acknowledged. Every
+ * wait is bounded: for buffer room until MAX_MS, for the last acknowledgements FLUSH_GRACE_MS (less
+ * than the bench's grace after MAX_MS), and SIGTERM ends either at once.
  */
 import { createHistogram } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -37,6 +39,27 @@ export interface WriterReport {
 }
 
 const PROGRESS_EVERY_MS = 100;
+const FLUSH_GRACE_MS = 5_000;
+
+/** `p`, or a rejection once `ms` have passed or `signal` is aborted (SIGTERM). */
+async function within<T>(p: Promise<T>, ms: number, what: string, signal: AbortSignal): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} did not end within ${Math.round(ms)} ms`)), ms);
+        onAbort = () => reject(new Error(`stopped (SIGTERM) while ${what}`));
+        if (signal.aborted) onAbort();
+        else signal.addEventListener("abort", onAbort, { once: true });
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal.removeEventListener("abort", onAbort);
+  }
+}
 
 async function main(): Promise<number> {
   const [address, topic, ...numbers] = process.argv.slice(2);
@@ -53,11 +76,14 @@ async function main(): Promise<number> {
   let measuredFrom = 0;
   let cpuFrom: NodeJS.CpuUsage | undefined;
   let sendSeconds = 0;
-  let stopping = false;
-  process.once("SIGTERM", () => {
-    stopping = true;
+  const stop = new AbortController();
+  process.once("SIGTERM", () => stop.abort());
+  // Bounded like the bench's own clients (topics.ts), with requests shorter than its grace.
+  const client = createClient({
+    brokers: address,
+    retry: { maxAttempts: 3, maxElapsedMs: FLUSH_GRACE_MS },
+    requestTimeoutMs: FLUSH_GRACE_MS,
   });
-  const client = createClient({ brokers: address });
   try {
     const producer = client.producer({ lingerMs: 0, durability: "written", acks: "per-batch" });
     await client.admin().describeTopic(topic); // connected, and the topic is there
@@ -68,7 +94,7 @@ async function main(): Promise<number> {
     const t0 = performance.now();
     let shown = t0;
     const interval = 1000 / rate;
-    while (sent < total && failure === undefined && !stopping && performance.now() < until) {
+    while (sent < total && failure === undefined && !stop.signal.aborted && performance.now() < until) {
       const now = performance.now();
       const due = Math.min(total, Math.floor((now - t0) / interval) + 1);
       if (due > sent) {
@@ -91,12 +117,15 @@ async function main(): Promise<number> {
         shown = now;
         process.stdout.write(`sent ${sent}\n`);
       }
-      if (!producer.writable) await producer.waitWritable();
-      else await sleep(1);
+      if (!producer.writable) {
+        const left = until - performance.now();
+        if (left <= 0) break;
+        await within(producer.waitWritable(), left, "waiting for room in the producer's buffer", stop.signal);
+      } else await sleep(1);
     }
     if (measuredFrom > 0) sendSeconds = (performance.now() - measuredFrom) / 1000;
-    await producer.flush().catch(onFailed);
-    await producer.close().catch(onFailed);
+    await within(producer.flush(), FLUSH_GRACE_MS, "waiting for the last acknowledgements", stop.signal);
+    await within(producer.close(), FLUSH_GRACE_MS, "closing the producer", stop.signal);
   } catch (e) {
     failure ??= e;
   } finally {
@@ -110,7 +139,7 @@ async function main(): Promise<number> {
       error: failure === undefined ? undefined : String((failure as Error).message ?? failure),
     };
     process.stdout.write(`sent ${sent}\n${JSON.stringify(report)}\n`);
-    await client.close().catch(() => {});
+    await within(client.close(), FLUSH_GRACE_MS, "closing the client", stop.signal).catch(() => {});
   }
   return failure === undefined ? 0 : 1;
 }

@@ -21,6 +21,25 @@ export function processCpuSeconds(pid: number | undefined): number | undefined {
   }
 }
 
+/** The result of a phase (or of one part of it, `id`) that failed before it measured anything. */
+export function failedResult(phase: number, id: string, name: string, e: unknown): PhaseResult {
+  return {
+    id,
+    phase,
+    name,
+    target: 0,
+    records: 0,
+    seconds: 0,
+    recordsPerSec: undefined,
+    mbPerSec: undefined,
+    capped: false,
+    brokerCpuSeconds: undefined,
+    clientCpuSeconds: 0,
+    note: "failed",
+    error: e instanceof Error ? e.message : String(e),
+  };
+}
+
 /** Measures one phase from its creation to `finish`. */
 export class Meter {
   private readonly t0 = performance.now();

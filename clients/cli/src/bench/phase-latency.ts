@@ -26,7 +26,7 @@ import { fileURLToPath } from "node:url";
 import { type Child, startChild } from "./child.js";
 import type { LatencyReport } from "./latency-reader.js";
 import type { WriterReport } from "./latency-writer.js";
-import { deadline, Meter, round } from "./meter.js";
+import { deadline, failedResult, Meter, round } from "./meter.js";
 import { createBenchTopic, withBenchClient } from "./topics.js";
 import type { BenchEnv, LatencySummary, PhaseResult } from "./types.js";
 import { timedPayload, wallClockMs } from "./workload.js";
@@ -43,15 +43,32 @@ export async function runLatencyPhase(
   warmupSeconds: number,
 ): Promise<PhaseResult[]> {
   const results: PhaseResult[] = [];
-  for (const rate of rates) results.push(await runRate(env, rate, rateSeconds, warmupSeconds));
+  for (const rate of rates) {
+    // A rate that fails (a child that does not start, say) is reported alone; the others still run.
+    try {
+      results.push(await runRate(env, rate, rateSeconds, warmupSeconds));
+    } catch (e) {
+      results.push(failedResult(5, `5-${rate}`, rateName(rate), e));
+      env.progress.log(`phase 5 at ${rate}/s failed: ${(e as Error).message}`);
+    }
+  }
   return results;
 }
 
-/** A child's last JSON line, if it printed one. */
+const rateName = (rate: number) => `end-to-end latency at ${rate.toLocaleString("en-US")}/s`;
+
+/** A child's last JSON line, if it printed one that parses. */
 function lastJson<T>(child: Child): T | undefined {
-  const lines = child.tail().split("\n").reverse();
-  const line = lines.find((l) => l.startsWith("{"));
-  return line === undefined ? undefined : (JSON.parse(line) as T);
+  const line = child
+    .tail()
+    .split("\n")
+    .reverse()
+    .find((l) => l.startsWith("{"));
+  try {
+    return line === undefined ? undefined : (JSON.parse(line) as T);
+  } catch {
+    return undefined;
+  }
 }
 
 async function runRate(
@@ -60,13 +77,14 @@ async function runRate(
   rateSeconds: number,
   warmupSeconds: number,
 ): Promise<PhaseResult> {
-  const name = `end-to-end latency at ${rate.toLocaleString("en-US")}/s`;
+  const name = rateName(rate);
   const measuredCount = Math.max(1, Math.min(env.records, Math.round(rate * rateSeconds)));
   const warm = Math.round(rate * warmupSeconds);
   const total = warm + measuredCount;
   const topic = await createBenchTopic(env, `p5-${rate}`);
   const task = env.progress.start(`5. ${name}`, total);
-  const limit = deadline(env.phaseSeconds);
+  // --phase-seconds caps the measured part; the warm-up comes on top.
+  const limit = deadline(env.phaseSeconds + warmupSeconds);
   let report: LatencyReport | undefined;
   let written: WriterReport | undefined;
   await withBenchClient(env, (client) =>
@@ -78,6 +96,7 @@ async function runRate(
   );
   let writer: Child | undefined;
   let meter: Meter | undefined;
+  let lastSent = 0;
   try {
     // The meter (time, the profile's window) starts with the writer's first measured record.
     writer = await startChild(
@@ -90,7 +109,10 @@ async function runRate(
       30_000,
       (line) => {
         if (line === "measuring") meter ??= new Meter(env);
-        else if (line.startsWith("sent ")) task.update(Number(line.slice(5)));
+        else if (line.startsWith("sent ")) {
+          lastSent = Number(line.slice(5));
+          task.update(lastSent);
+        }
       },
     );
     // The writer stops by itself at the phase's time cap; the grace covers its flush.
@@ -103,7 +125,7 @@ async function runRate(
     meter ??= new Meter(env);
     // The reader exits by itself after the measured records; when fewer were sent, or it falls
     // behind, it is stopped (it prints what it has on SIGTERM).
-    const all = written?.sent === total;
+    const all = written?.sent === total && written.error === undefined;
     const waitMs = all ? Math.max(READ_GRACE_MS, limit.at + READ_GRACE_MS - Date.now()) : 1000;
     const exited = await Promise.race([reader.exited.then(() => true), sleep(waitMs).then(() => false)]);
     if (!exited) await reader.stop(5000);
@@ -112,7 +134,7 @@ async function runRate(
     await writer?.stop(5000);
     await reader.stop(5000);
   }
-  const sent = written?.sent ?? 0;
+  const sent = written?.sent ?? lastSent;
   const received = report?.received ?? 0;
   const warmReceived = report?.warmup.received ?? 0;
   const sentMeasured = Math.max(0, sent - warm);
@@ -134,7 +156,10 @@ async function runRate(
     maxMs: report?.maxMs ?? 0,
     warmup,
   };
-  let error = written === undefined ? "the latency writer printed no report" : written.error;
+  let error =
+    written === undefined ? `the latency writer printed no report (it had sent ${lastSent})` : written.error;
+  if (error === undefined && sent <= warm)
+    error = `the time cap passed during the warm-up (${sent} of ${warm} sent)`;
   if (error === undefined && report === undefined) error = "the latency reader printed no report";
   if (error === undefined && warmReceived !== Math.min(sent, warm)) {
     error = `${Math.min(sent, warm)} warm-up records sent but ${warmReceived} read`;
@@ -153,7 +178,7 @@ async function runRate(
     note:
       `Producer lingerMs 0, acks per-batch (ProduceSession), on a 1 ms pacer, in its own process (latency-writer.js); following Consumer.readBatches in its own process (latency-reader.js); ` +
       `sent ${sentMeasured} at ${summary.achievedRate.toLocaleString("en-US")}/s after ${Math.min(sent, warm)} in a ${warmupSeconds} s warm-up ` +
-      `(its p50 ${warmup.p50Ms} / p99 ${warmup.p99Ms} ms, max ${warmup.maxMs}); pacer lag p99 ${round(written?.lagP99Ms ?? 0, 3)} ms, max ${round(written?.lagMaxMs ?? 0, 3)} ms`,
+      `(its p50 ${warmup.p50Ms} / p99 ${warmup.p99Ms} ms, max ${warmup.maxMs} ms); pacer lag p99 ${round(written?.lagP99Ms ?? 0, 3)} ms, max ${round(written?.lagMaxMs ?? 0, 3)} ms`,
     error,
   };
 }

@@ -10,6 +10,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { type BrokerProcess, rillBin, startBrokerProcess } from "./broker-process.js";
+import { failedResult } from "./meter.js";
 import { runAckedPhase } from "./phase-acked.js";
 import { runCeilingPhase } from "./phase-ceiling.js";
 import { runConsumePhase } from "./phase-consume.js";
@@ -102,7 +103,7 @@ export async function runBench(o: BenchOptions): Promise<{ report: BenchReport; 
     progress.stop();
     if (broker === undefined && env !== undefined) await deleteTopics(env);
     await broker?.stop().catch((e: unknown) => {
-      results.push(failure(0, "stopping the broker", e));
+      results.push(failedResult(0, "0-failed", "stopping the broker", e));
     });
     process.off("SIGINT", onSigint);
   }
@@ -144,7 +145,7 @@ async function runPhases(env: BenchEnv, o: BenchOptions, results: PhaseResult[])
       const r = await fn();
       results.push(...(Array.isArray(r) ? r : [r]));
     } catch (e) {
-      results.push(failure(phase, name, e));
+      results.push(failedResult(phase, `${phase}-failed`, name, e));
       env.progress.log(`phase ${phase} (${name}) failed: ${(e as Error).message}`);
     }
   };
@@ -157,24 +158,6 @@ async function runPhases(env: BenchEnv, o: BenchOptions, results: PhaseResult[])
   await run(7, "ceiling", () => runCeilingPhase(env));
   await run(8, "stalled consumer", () => runStalledPhase(env));
   await run(9, "1 vs 1,000 partitions", () => runPartitionsPhase(env));
-}
-
-function failure(phase: number, name: string, e: unknown): PhaseResult {
-  return {
-    id: `${phase}-failed`,
-    phase,
-    name,
-    target: 0,
-    records: 0,
-    seconds: 0,
-    recordsPerSec: undefined,
-    mbPerSec: undefined,
-    capped: false,
-    brokerCpuSeconds: undefined,
-    clientCpuSeconds: 0,
-    note: "failed",
-    error: e instanceof Error ? e.message : String(e),
-  };
 }
 
 /** Deletes what this run created on a broker that is not its own. */

@@ -95,7 +95,7 @@ export interface PhaseResult {
   capped: boolean;
   /** CPU seconds (user + system) of the broker process during the phase, when it is ours. */
   brokerCpuSeconds: number | undefined;
-  /** CPU seconds of this process during the phase. */
+  /** CPU seconds of the client during the phase: this process, or phase 5's writer process. */
   clientCpuSeconds: number;
   /** Records read back by --verify (untimed). */
   consumed?: number | undefined;

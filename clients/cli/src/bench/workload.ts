@@ -66,7 +66,7 @@ export function timedPayload(seq: number, sentAt: number): Buffer {
 
 /**
  * Milliseconds on the wall clock with the monotonic clock's precision: comparable between the
- * processes of one machine (phase 5 stamps in the bench and reads in latency-reader.ts).
+ * processes of one machine (phase 5 stamps in latency-writer.ts and reads in latency-reader.ts).
  */
 export function wallClockMs(): number {
   return performance.timeOrigin + performance.now();
