@@ -19,7 +19,7 @@ const CHUNK = 1000;
  * stream in flight got no data past its HTTP/2 window and its acknowledgement was not read, and
  * client and broker took turns (each ~50 % busy in phase 3). The ceiling (phase 7) writes until
  * grpc-js says its buffer is full and then waits for 'drain', so it never starved its I/O.
- * Alternating runs of phase 3 against one broker (1M records, 2026-11-27 04:45): 627k / 654k /
+ * Alternating runs of phase 3 against one broker (1M records, 2026-11-27 04:25): 627k / 654k /
  * 679k / 959k / 1,010k rec/s in one loop against 816k / 891k / 1,046k / 1,008k / 1,105k with a
  * turn per chunk.
  */
