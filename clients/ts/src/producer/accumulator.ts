@@ -200,6 +200,8 @@ export class Accumulator {
   private readonly byTopic = new Map<string, TopicBatches>();
   /** The same open batches, in the order they were opened (linger and flush seal in this order). */
   private readonly open = new Set<OpenBatch>();
+  /** How many sealed batches each partition (`partitionKey`) has in `ready`. */
+  private readonly readyPerPartition = new Map<string, number>();
   private ready: SealedBatch[] = [];
   private readonly now: () => number;
 
@@ -265,6 +267,8 @@ export class Accumulator {
     batches!.lastBytes[partition] = b.encoder.recordBytes;
     this.open.delete(b);
     this.ready.push(new SealedBatch(topic, partition, this.encode(b), b));
+    const key = partitionKey(topic, partition);
+    this.readyPerPartition.set(key, (this.readyPerPartition.get(key) ?? 0) + 1);
     this.options.onSealed(topic, partition);
   }
 
@@ -274,18 +278,25 @@ export class Accumulator {
   }
 
   /**
-   * Seals open batches created at least `lingerMs` ago; returns the time (ms) until the next open
-   * batch expires, or undefined if none is open.
+   * Seals open batches created at least `lingerMs` ago, except those of partitions `holds` names
+   * (they keep filling; see `sealIfExpired`); returns the time (ms) until the next open batch
+   * expires, or undefined if none will.
    */
-  sealExpired(lingerMs: number): number | undefined {
+  sealExpired(lingerMs: number, holds?: (topic: string, partition: number) => boolean): number | undefined {
     const now = this.now();
     let next: number | undefined;
     for (const b of [...this.open]) {
       const due = b.createdAt + lingerMs - now;
-      if (due <= 0) this.seal(b.topic, b.partition);
-      else next = next === undefined ? due : Math.min(next, due);
+      if (due > 0) next = next === undefined ? due : Math.min(next, due);
+      else if (holds === undefined || !holds(b.topic, b.partition)) this.seal(b.topic, b.partition);
     }
     return next;
+  }
+
+  /** Seals the partition's open batch if it was created at least `lingerMs` ago. */
+  sealIfExpired(topic: string, partition: number, lingerMs: number): void {
+    const b = this.openBatch(topic, partition);
+    if (b !== undefined && b.createdAt + lingerMs <= this.now()) this.seal(topic, partition);
   }
 
   get openCount(): number {
@@ -294,6 +305,21 @@ export class Accumulator {
 
   get readyCount(): number {
     return this.ready.length;
+  }
+
+  /** True if the partition has a sealed batch not taken yet. */
+  hasReady(topic: string, partition: number): boolean {
+    return this.readyPerPartition.has(partitionKey(topic, partition));
+  }
+
+  /** Counts `taken` out of the ready queue's per-partition tally. */
+  private counted(taken: SealedBatch[]): SealedBatch[] {
+    for (const b of taken) {
+      const left = this.readyPerPartition.get(b.key)! - 1;
+      if (left > 0) this.readyPerPartition.set(b.key, left);
+      else this.readyPerPartition.delete(b.key);
+    }
+    return taken;
   }
 
   /** Every sealed batch still queued (for flush). */
@@ -312,8 +338,8 @@ export class Accumulator {
     maxBatches = Number.POSITIVE_INFINITY,
   ): SealedBatch[] {
     if (busy.size === 0 && maxBytes === Number.POSITIVE_INFINITY) {
-      // Nothing to skip: a prefix of the queue, taken without building keys.
-      return this.ready.splice(0, Math.max(1, Math.min(maxBatches, this.ready.length)));
+      // Nothing to skip: a prefix of the queue.
+      return this.counted(this.ready.splice(0, Math.max(1, Math.min(maxBatches, this.ready.length))));
     }
     const taken: SealedBatch[] = [];
     const kept: SealedBatch[] = [];
@@ -332,7 +358,7 @@ export class Accumulator {
       }
     }
     if (taken.length > 0) this.ready = kept;
-    return taken;
+    return this.counted(taken);
   }
 
   private encode(b: OpenBatch): Buffer {

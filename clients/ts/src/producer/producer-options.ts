@@ -24,7 +24,11 @@ export type ProducerAcks = "per-stream" | "per-batch";
 
 /** Producer settings; all optional. */
 export interface ProducerOptions {
-  /** How long a batch may wait for more records before it is sent (ms, default 5; 0: sealed once the current turn of the event loop ends). */
+  /**
+   * How long a batch may wait for more records before it is sent (ms, default 5; 0: sealed once the
+   * current turn of the event loop ends). With `acks: "per-batch"` and a linger above 0, a batch past
+   * its linger also waits, filling, until its partition's previous batch is answered.
+   */
   lingerMs?: number;
   /** A batch is sealed when it reaches this many bytes of records (default 256 KiB). */
   batchBytes?: number;

@@ -28,8 +28,9 @@
  * bounds it), picks every record's partition, and only then adds them to the accumulator, so a send
  * whose partitioner throws or answers a partition that does not exist appends none of its records
  * and releases its bytes. It returns a promise for the records' offsets. A batch is sealed when full
- * (`batchBytes`), on flush, or after `lingerMs` once the sender has room for it (see `sealDue`); the sender then sends it (see `sender.ts` for
- * per-partition ordering and at-least-once delivery). A send whose records span several batches
+ * (`batchBytes`), on flush, or after `lingerMs` once the sender has room for it (see `sealDue`) and,
+ * with per-batch acks, once its partition has no batch in flight (`BatchSender.holds`); the sender
+ * then sends it (see `sender.ts` for per-partition ordering and at-least-once delivery). A send whose records span several batches
  * rejects on the first failure while its other batches may still be appended.
  *
  * Unknown topics: partition counts come from ClusterService.GetMetadata and are cached
@@ -140,6 +141,7 @@ export class Producer {
             maxInFlightBatches: o.maxInFlightBatches,
             requestTimeoutMs: o.requestTimeoutMs,
             retry: o.retry,
+            onIdle: (topic, partition) => this.onIdle(topic, partition),
             ...settle,
           })
         : new Sender({
@@ -361,7 +363,8 @@ export class Producer {
     this.lingerDeferred = false;
     if (this.lingerMs === 0) this.acc.sealAll();
     else {
-      const next = this.acc.sealExpired(this.lingerMs);
+      const holds = this.sender.holds?.bind(this.sender);
+      const next = this.acc.sealExpired(this.lingerMs, holds);
       const due = next === undefined ? Number.POSITIVE_INFINITY : Date.now() + next;
       // The timer may be armed for a later batch (armed while sealing waited for room): move it up.
       if (next !== undefined && due < this.lingerDue) {
@@ -376,6 +379,17 @@ export class Producer {
   /** The sender may take batches again: seal what a linger left open for it. */
   private onRoom(): void {
     if (this.lingerDeferred && !this.closed) this.sealDue();
+  }
+
+  /**
+   * Per-batch sending: the partition's batches taken have all settled; its open batch, if past its
+   * linger, was left filling meanwhile (`BatchSender.holds`) and is sealed now (the sender pumps next).
+   */
+  private onIdle(topic: string, partition: number): void {
+    if (this.lingerMs === 0 || this.closed || this.sender.holds?.(topic, partition)) return;
+    // Without room the batch stays open, as any other past its linger (sealDue, once there is room).
+    if (!this.sender.hasRoom) this.lingerDeferred = true;
+    else this.acc.sealIfExpired(topic, partition, this.lingerMs);
   }
 }
 

@@ -67,6 +67,11 @@ export interface BatchSender {
    * `onRoom` whenever it pumps with room, which it does whenever room opens.
    */
   readonly hasRoom: boolean;
+  /**
+   * Per-batch sending only: true while the partition has a batch taken and not settled. Its batch
+   * past its linger then keeps filling, and is sealed when the partition settles (`onIdle`).
+   */
+  holds?(topic: string, partition: number): boolean;
   /** Releases what the sender holds open; called once every batch settled. */
   close(): Promise<void>;
 }

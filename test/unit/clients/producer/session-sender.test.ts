@@ -237,6 +237,74 @@ describe("client > producer > per-batch acks", () => {
     await producer.close();
   });
 
+  it("keeps a partition's batch filling past its linger while its previous batch is unanswered", async () => {
+    // Ensures one batch short of batchBytes per partition is in flight: records that arrive while a
+    // partition waits for an answer go out together once it comes, not as a batch per linger (which
+    // collapsed throughput over 1,000 partitions), and another partition is not held back meanwhile.
+    const producer = client.producer({ acks: "per-batch", lingerMs: 5 });
+    await producer.send("t", { value: "warm", partition: 0 });
+    const held: (() => void)[] = [];
+    const recordsOf = () =>
+      fake.sessions[0]!.slice(1).map((r) => r.produce!.records!.records.map((x) => x.value.toString()));
+    fake.sessionHandler = (call, _requests, r) =>
+      held.push(() =>
+        call.write({ sequence: r.sequence, outcome: { $case: "result", value: fake.append(r.produce!) } }),
+      );
+    const sends = [producer.send("t", { value: "a", partition: 0 })];
+    await until(() => held.length === 1);
+    for (const v of ["b", "c", "d"]) {
+      sends.push(producer.send("t", { value: v, partition: 0 }));
+      await new Promise((r) => setTimeout(r, 10)); // each past the linger of the one before
+    }
+    sends.push(producer.send("t", { value: "x", partition: 1 }));
+    await until(() => held.length === 2); // partition 1 is not held behind partition 0
+    await new Promise((r) => setTimeout(r, 20));
+    expect(recordsOf()).toEqual([["a"], ["x"]]);
+    held[0]!();
+    await until(() => held.length === 3);
+    expect(recordsOf()).toEqual([["a"], ["x"], ["b", "c", "d"]]);
+    for (const answer of held.slice(1)) answer();
+    await Promise.all(sends);
+    expect(values(0)).toEqual(["warm", "a", "b", "c", "d"]);
+    await producer.close();
+  });
+
+  it("also holds a partition whose sealed batch waits for room in the session", async () => {
+    // Ensures that with more partitions than maxInFlightBatches a partition with a batch sealed and
+    // not sent yet keeps its next batch filling too, instead of sealing one per linger behind it.
+    const producer = client.producer({ acks: "per-batch", lingerMs: 5, maxInFlightBatches: 1 });
+    await producer.send("t", { value: "warm", partition: 0 });
+    const held: (() => void)[] = [];
+    const requests = () =>
+      fake.sessions[0]!.slice(1).map((r) => r.produce!.records!.records.map((x) => x.value.toString()));
+    fake.sessionHandler = (call, _requests, r) =>
+      held.push(() =>
+        call.write({ sequence: r.sequence, outcome: { $case: "result", value: fake.append(r.produce!) } }),
+      );
+    const pause = () => new Promise((r) => setTimeout(r, 15)); // past the linger
+    const sends = [producer.send("t", { value: "a", partition: 0 })];
+    await until(() => held.length === 1);
+    sends.push(
+      producer.send("t", { value: "b", partition: 1 }),
+      producer.send("t", { value: "c", partition: 2 }),
+    );
+    await pause();
+    held[0]!(); // room for one: "b" and "c" are sealed, "b" is sent, "c" waits
+    await until(() => held.length === 2);
+    sends.push(producer.send("t", { value: "d", partition: 2 }));
+    await pause();
+    held[1]!(); // room again: "c" is sent; "d" keeps filling behind it
+    await until(() => held.length === 3);
+    sends.push(producer.send("t", { value: "e", partition: 2 }));
+    await pause();
+    held[2]!();
+    await until(() => held.length === 4);
+    held[3]!();
+    await Promise.all(sends);
+    expect(requests()).toEqual([["a"], ["b"], ["c"], ["d", "e"]]);
+    await producer.close();
+  });
+
   it("gives up after the bounded number of attempts", async () => {
     // Ensures a broker that keeps breaking sessions fails the send with the last retriable error.
     const producer = client.producer({ acks: "per-batch", lingerMs: 0, retry: { maxAttempts: 3 } });
