@@ -169,7 +169,7 @@ export class SessionSender implements BatchSender {
    * one batch short of `batchBytes` in flight per partition, as a Produce stream holds a partition
    * once. Without this, a producer writing to 1,000 partitions sealed each partition's batch at
    * every linger, with a record or two in it, and sent them all: in `rill bench` phase 9, 20k–28k
-   * records/s against ~400k with `acks: "per-stream"` (BENCHMARKS.md).
+   * records/s against ~400k with `acks: "per-stream"`; with it, 430k–524k, level (BENCHMARKS.md).
    */
   holds(topic: string, partition: number): boolean {
     // A sealed batch not taken yet (more partitions than maxInFlightBatches) holds it too.
