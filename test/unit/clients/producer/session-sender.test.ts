@@ -41,6 +41,20 @@ const until = async (cond: () => boolean, ms = 5_000) => {
   }
 };
 
+/** From now on the fake broker answers each ProduceSession request only when its function is called. */
+function holdAnswers(): (() => void)[] {
+  const held: (() => void)[] = [];
+  fake.sessionHandler = (call, _requests, r) =>
+    held.push(() =>
+      call.write({ sequence: r.sequence, outcome: { $case: "result", value: fake.append(r.produce!) } }),
+    );
+  return held;
+}
+
+/** The values of each request of the first session after its first (a warm-up batch). */
+const recordsAfterWarmUp = () =>
+  fake.sessions[0]!.slice(1).map((r) => r.produce!.records!.records.map((x) => x.value.toString()));
+
 describe("client > producer > per-batch acks", () => {
   it("resolves each send from its own answer, on one session, without waiting for the others", async () => {
     // Ensures one long-lived session carries every batch, with increasing sequence numbers, and a
@@ -243,13 +257,7 @@ describe("client > producer > per-batch acks", () => {
     // collapsed throughput over 1,000 partitions), and another partition is not held back meanwhile.
     const producer = client.producer({ acks: "per-batch", lingerMs: 5 });
     await producer.send("t", { value: "warm", partition: 0 });
-    const held: (() => void)[] = [];
-    const recordsOf = () =>
-      fake.sessions[0]!.slice(1).map((r) => r.produce!.records!.records.map((x) => x.value.toString()));
-    fake.sessionHandler = (call, _requests, r) =>
-      held.push(() =>
-        call.write({ sequence: r.sequence, outcome: { $case: "result", value: fake.append(r.produce!) } }),
-      );
+    const held = holdAnswers();
     const sends = [producer.send("t", { value: "a", partition: 0 })];
     await until(() => held.length === 1);
     for (const v of ["b", "c", "d"]) {
@@ -259,10 +267,10 @@ describe("client > producer > per-batch acks", () => {
     sends.push(producer.send("t", { value: "x", partition: 1 }));
     await until(() => held.length === 2); // partition 1 is not held behind partition 0
     await new Promise((r) => setTimeout(r, 20));
-    expect(recordsOf()).toEqual([["a"], ["x"]]);
+    expect(recordsAfterWarmUp()).toEqual([["a"], ["x"]]);
     held[0]!();
     await until(() => held.length === 3);
-    expect(recordsOf()).toEqual([["a"], ["x"], ["b", "c", "d"]]);
+    expect(recordsAfterWarmUp()).toEqual([["a"], ["x"], ["b", "c", "d"]]);
     for (const answer of held.slice(1)) answer();
     await Promise.all(sends);
     expect(values(0)).toEqual(["warm", "a", "b", "c", "d"]);
@@ -274,13 +282,7 @@ describe("client > producer > per-batch acks", () => {
     // not sent yet keeps its next batch filling too, instead of sealing one per linger behind it.
     const producer = client.producer({ acks: "per-batch", lingerMs: 5, maxInFlightBatches: 1 });
     await producer.send("t", { value: "warm", partition: 0 });
-    const held: (() => void)[] = [];
-    const requests = () =>
-      fake.sessions[0]!.slice(1).map((r) => r.produce!.records!.records.map((x) => x.value.toString()));
-    fake.sessionHandler = (call, _requests, r) =>
-      held.push(() =>
-        call.write({ sequence: r.sequence, outcome: { $case: "result", value: fake.append(r.produce!) } }),
-      );
+    const held = holdAnswers();
     const pause = () => new Promise((r) => setTimeout(r, 15)); // past the linger
     const sends = [producer.send("t", { value: "a", partition: 0 })];
     await until(() => held.length === 1);
@@ -301,7 +303,7 @@ describe("client > producer > per-batch acks", () => {
     await until(() => held.length === 4);
     held[3]!();
     await Promise.all(sends);
-    expect(requests()).toEqual([["a"], ["b"], ["c"], ["d", "e"]]);
+    expect(recordsAfterWarmUp()).toEqual([["a"], ["b"], ["c"], ["d", "e"]]);
     await producer.close();
   });
 
