@@ -30,8 +30,9 @@
  * and releases its bytes. It returns a promise for the records' offsets. A batch is sealed when full
  * (`batchBytes`), on flush, or after `lingerMs` once the sender has room for it (see `sealDue`) and,
  * with per-batch acks, once its partition has no batch in flight (`BatchSender.holds`); the sender
- * then sends it (see `sender.ts` for per-partition ordering and at-least-once delivery). A send whose records span several batches
- * rejects on the first failure while its other batches may still be appended.
+ * then sends it (see `sender.ts` for per-partition ordering and at-least-once delivery). A send
+ * whose records span several batches rejects on the first failure while its other batches may still
+ * be appended.
  *
  * Unknown topics: partition counts come from ClusterService.GetMetadata and are cached
  * (`metadataMaxAgeMs`, and dropped on NOT_FOUND or an out-of-range partition). For a topic the broker
@@ -383,7 +384,8 @@ export class Producer {
 
   /**
    * Per-batch sending: the partition's batches taken have all settled; its open batch, if past its
-   * linger, was left filling meanwhile (`BatchSender.holds`) and is sealed now (the sender pumps next).
+   * linger and not held by a batch still waiting to be taken, was left filling meanwhile
+   * (`BatchSender.holds`) and is sealed now (the sender pumps next).
    */
   private onIdle(topic: string, partition: number): void {
     if (this.lingerMs === 0 || this.closed || this.sender.holds?.(topic, partition)) return;

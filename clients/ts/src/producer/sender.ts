@@ -68,7 +68,7 @@ export interface BatchSender {
    */
   readonly hasRoom: boolean;
   /**
-   * Per-batch sending only: true while the partition has a batch taken and not settled. Its batch
+   * Per-batch sending only: true while the partition has a batch sealed and not settled. Its batch
    * past its linger then keeps filling, and is sealed when the partition settles (`onIdle`).
    */
   holds?(topic: string, partition: number): boolean;
