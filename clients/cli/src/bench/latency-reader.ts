@@ -12,9 +12,9 @@
  * measured one. After EXPECTED measured records, or on SIGTERM, it prints one JSON line with the
  * counts and the percentiles in ms, and exits 0.
  */
-import { createHistogram, type RecordableHistogram } from "node:perf_hooks";
+import type { RecordableHistogram } from "node:perf_hooks";
 import { createClient } from "../../../ts/src/index.js";
-import { sentAtOf, sequenceOf, wallClockMs } from "./workload.js";
+import { latencyHistogram, sentAtOf, sequenceOf, wallClockMs } from "./workload.js";
 
 /** Percentiles of one histogram, in ms. */
 export interface LatencyFigures {
@@ -29,8 +29,6 @@ export interface LatencyFigures {
 export interface LatencyReport extends LatencyFigures {
   warmup: LatencyFigures;
 }
-
-const newHistogram = () => createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
 
 function figures(h: RecordableHistogram): LatencyFigures {
   const received = h.count;
@@ -52,8 +50,8 @@ async function main(): Promise<void> {
     process.stderr.write("usage: latency-reader ADDRESS TOPIC EXPECTED [WARMUP]\n");
     process.exit(2);
   }
-  const warm = newHistogram();
-  const latency = newHistogram();
+  const warm = latencyHistogram();
+  const latency = latencyHistogram();
   const stop = new AbortController();
   let reported = false;
   const report = () => {

@@ -18,10 +18,9 @@
  * wait is bounded: for buffer room until MAX_MS, for the last acknowledgements FLUSH_GRACE_MS (less
  * than the bench's grace after MAX_MS), and SIGTERM ends either at once.
  */
-import { createHistogram } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createClient, type ProducerRecord } from "../../../ts/src/index.js";
-import { timedPayload, wallClockMs } from "./workload.js";
+import { latencyHistogram, timedPayload, wallClockMs } from "./workload.js";
 
 /** What the writer prints last. */
 export interface WriterReport {
@@ -70,7 +69,7 @@ async function main(): Promise<number> {
   }
   const total = warm + measured;
   const until = performance.now() + maxMs;
-  const lag = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
+  const lag = latencyHistogram();
   let sent = 0;
   let failure: unknown;
   let measuredFrom = 0;

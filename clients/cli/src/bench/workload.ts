@@ -5,6 +5,7 @@
  * `wallClockMs()`) in bytes 8-15. The rest comes from a fixed-seed pseudo-random pool, so every
  * run sends the same bytes and nothing compresses them away.
  */
+import { createHistogram, type RecordableHistogram } from "node:perf_hooks";
 import { Durability, type ProduceRequest } from "../../../ts/src/gen/rill/v1/log.js";
 import { Compression, type Record } from "../../../ts/src/gen/rill/v1/record.js";
 import { RECORD_BYTES } from "./meter.js";
@@ -70,6 +71,11 @@ export function timedPayload(seq: number, sentAt: number): Buffer {
  */
 export function wallClockMs(): number {
   return performance.timeOrigin + performance.now();
+}
+
+/** A histogram of phase 5's times in µs (1 µs to 1 hour, 3 significant figures). */
+export function latencyHistogram(): RecordableHistogram {
+  return createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
 }
 
 /** The send time a timed value carries. */

@@ -19,6 +19,7 @@ import type { Durability } from "../gen/rill/v1/log.js";
 import { ProduceRequest } from "../gen/rill/v1/log.js";
 import { Compression } from "../gen/rill/v1/record.js";
 import { BatchEncoder } from "./batch-encoder.js";
+import { KeyCounts } from "./key-counts.js";
 import type { Prepared } from "./producer-record.js";
 
 /** Where one produced record landed. `offset` is -1n when the batch was appended but its offset is unknown. */
@@ -201,7 +202,7 @@ export class Accumulator {
   /** The same open batches, in the order they were opened (linger and flush seal in this order). */
   private readonly open = new Set<OpenBatch>();
   /** How many sealed batches each partition (`partitionKey`) has in `ready`. */
-  private readonly readyPerPartition = new Map<string, number>();
+  private readonly readyPerPartition = new KeyCounts();
   private ready: SealedBatch[] = [];
   private readonly now: () => number;
 
@@ -267,8 +268,7 @@ export class Accumulator {
     batches!.lastBytes[partition] = b.encoder.recordBytes;
     this.open.delete(b);
     this.ready.push(new SealedBatch(topic, partition, this.encode(b), b));
-    const key = partitionKey(topic, partition);
-    this.readyPerPartition.set(key, (this.readyPerPartition.get(key) ?? 0) + 1);
+    this.readyPerPartition.add(partitionKey(topic, partition));
     this.options.onSealed(topic, partition);
   }
 
@@ -314,11 +314,7 @@ export class Accumulator {
 
   /** Counts `taken` out of the ready queue's per-partition tally. */
   private counted(taken: SealedBatch[]): SealedBatch[] {
-    for (const b of taken) {
-      const left = this.readyPerPartition.get(b.key)! - 1;
-      if (left > 0) this.readyPerPartition.set(b.key, left);
-      else this.readyPerPartition.delete(b.key);
-    }
+    for (const b of taken) this.readyPerPartition.remove(b.key);
     return taken;
   }
 
@@ -334,7 +330,7 @@ export class Accumulator {
    */
   takeReady(
     maxBytes: number,
-    busy: ReadonlySet<string> | ReadonlyMap<string, unknown>,
+    busy: { readonly size: number; has(key: string): boolean },
     maxBatches = Number.POSITIVE_INFINITY,
   ): SealedBatch[] {
     if (busy.size === 0 && maxBytes === Number.POSITIVE_INFINITY) {

@@ -46,6 +46,7 @@ import type { ProduceError, ProduceSessionResponse } from "../gen/rill/v1/log.js
 import type { Logger } from "../logger.js";
 import { backoffDelay, type RetryOptions, resolveRetryOptions } from "../retry.js";
 import { type Accumulator, partitionKey, type SealedBatch } from "./accumulator.js";
+import { KeyCounts } from "./key-counts.js";
 import { type BatchSender, settleAppended, settleFailed } from "./sender.js";
 
 /** What the session sender needs from the producer. */
@@ -135,11 +136,11 @@ export class SessionSender implements BatchSender {
   /** Every batch taken and not settled. */
   private readonly batches = new Set<SealedBatch>();
   /** How many of `batches` each partition has. */
-  private readonly perPartition = new Map<string, number>();
+  private readonly perPartition = new KeyCounts();
   /** Batches to send again, in seal order. */
   private resend: SealedBatch[] = [];
   /** Partitions with a batch in `resend` (how many): their later batches wait behind it. */
-  private readonly held = new Map<string, number>();
+  private readonly held = new KeyCounts();
   private sequence = 0;
   /** Sessions broken in a row with batches unanswered. */
   private failures = 0;
@@ -254,19 +255,13 @@ export class SessionSender implements BatchSender {
   private track(b: SealedBatch): void {
     if (this.batches.has(b)) return;
     this.batches.add(b);
-    this.perPartition.set(b.key, (this.perPartition.get(b.key) ?? 0) + 1);
+    this.perPartition.add(b.key);
   }
 
   /** `b` settled: if it was its partition's last one taken, the partition is idle again. */
   private untrack(b: SealedBatch): void {
     if (!this.batches.delete(b)) return;
-    const left = this.perPartition.get(b.key)! - 1;
-    if (left > 0) {
-      this.perPartition.set(b.key, left);
-      return;
-    }
-    this.perPartition.delete(b.key);
-    if (!this.closed) this.ctx.onIdle(b.topic, b.partition);
+    if (this.perPartition.remove(b.key) && !this.closed) this.ctx.onIdle(b.topic, b.partition);
   }
 
   private write(s: Session, b: SealedBatch, now: number): void {
@@ -283,9 +278,7 @@ export class SessionSender implements BatchSender {
     while (n < max && n < this.resend.length && this.resend[n]!.notBefore <= now) n++;
     const taken = this.resend.splice(0, n);
     for (const b of taken) {
-      const left = (this.held.get(b.key) ?? 1) - 1;
-      if (left === 0) this.held.delete(b.key);
-      else this.held.set(b.key, left);
+      this.held.remove(b.key);
     }
     return taken;
   }
@@ -378,7 +371,7 @@ export class SessionSender implements BatchSender {
       }
       b.notBefore = now + delayMs;
       this.resend.push(b);
-      this.held.set(b.key, (this.held.get(b.key) ?? 0) + 1);
+      this.held.add(b.key);
     }
     this.resend.sort((x, y) => x.order - y.order);
   }
