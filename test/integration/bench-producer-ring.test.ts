@@ -27,6 +27,7 @@ afterAll(async () => {
 function benchEnv(): BenchEnv {
   return {
     address: broker.address,
+    security: {},
     dataDir: undefined,
     brokerPid: undefined,
     records: 0,

@@ -34,7 +34,7 @@ export interface GlobalOptions {
   verbose: boolean;
   /** `--tls`: TLS even without a CA file (the system roots). */
   tls?: boolean | undefined;
-  /** `--tls-ca`, `--tls-cert`, `--tls-key`, `--token-file`: paths, read by openClient. */
+  /** `--tls-ca`, `--tls-cert`, `--tls-key`, `--token-file`: paths, read by securityOptions. */
   tlsCa?: string | undefined;
   tlsCert?: string | undefined;
   tlsKey?: string | undefined;
@@ -72,7 +72,7 @@ export function globalOptions(cmd: Command): GlobalOptions {
   };
 }
 
-/** True when a TLS or token flag was given (for commands that cannot use them yet; RILL_TOKEN aside). */
+/** True when a TLS or token flag was given (RILL_TOKEN aside): `rill bench` takes them only with --broker. */
 export function usesSecurityOptions(g: GlobalOptions): boolean {
   return (
     g.tls === true ||
@@ -96,7 +96,7 @@ let ipServernameWarningDropped = false;
  * prints a deprecation warning (DEP0123) on stderr, on every `rill --tls-ca ... --broker 10.0.0.5:50051`.
  * The CLI drops exactly that warning; every other one still goes to Node's own printer.
  */
-function dropIpServernameWarning(): void {
+export function dropIpServernameWarning(): void {
   if (ipServernameWarningDropped) return;
   ipServernameWarningDropped = true;
   const printers = process.listeners("warning");
@@ -133,13 +133,19 @@ export function securityOptions(g: GlobalOptions): {
   return { tls, token };
 }
 
+/** {@link securityOptions}, and over TLS Node's warning about an IP address as SNI name dropped. */
+export function clientSecurity(globals: GlobalOptions): ReturnType<typeof securityOptions> {
+  const security = securityOptions(globals);
+  if (security.tls) dropIpServernameWarning();
+  return security;
+}
+
 /**
  * A client for the command. The CLI retries less patiently than the library's defaults: a person
  * is waiting, and a broker that is not there should be reported within seconds.
  */
 export function openClient(globals: GlobalOptions): RillClient {
-  const security = securityOptions(globals);
-  if (security.tls) dropIpServernameWarning();
+  const security = clientSecurity(globals);
   return createClient({
     brokers: globals.broker,
     ...security,

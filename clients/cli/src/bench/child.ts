@@ -34,15 +34,16 @@ export interface Child {
 
 /**
  * Starts `node ...args`; resolves once a stdout line matches `ready` (within `timeoutMs`). Every
- * stdout line after that one goes to `onLine`, if given.
+ * stdout line after that one goes to `onLine`, if given. The child gets `env` (default: ours).
  */
 export function startChild(
   args: string[],
   ready: (line: string) => string[] | null,
   timeoutMs = 30_000,
   onLine?: (line: string) => void,
+  env: NodeJS.ProcessEnv = process.env,
 ): Promise<Child> {
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env });
   running.add(child);
   const lines: string[] = [];
   const keep = (line: string) => {

@@ -23,7 +23,7 @@ export function encodedBatch(topic: string, first: number, count: number): Buffe
 export async function dataset(env: BenchEnv): Promise<{ topic: string; records: number }> {
   if (env.dataset) return env.dataset;
   const topic = await createBenchTopic(env, "data");
-  const connection = new Connection(env.address);
+  const connection = new Connection(env.address, env.security);
   const limit = deadline(env.phaseSeconds);
   const task = env.progress.start("   writing the batch-50 data set", env.records);
   let written = 0;

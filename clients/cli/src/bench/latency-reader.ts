@@ -14,6 +14,8 @@
  */
 import type { RecordableHistogram } from "node:perf_hooks";
 import { createClient } from "../../../ts/src/index.js";
+import { dropIpServernameWarning } from "../context.js";
+import { securityFromEnv } from "./security.js";
 import { latencyHistogram, sentAtOf, sequenceOf, wallClockMs } from "./workload.js";
 
 /** Percentiles of one histogram, in ms. */
@@ -65,7 +67,9 @@ async function main(): Promise<void> {
     stop.abort();
     process.exit(0);
   });
-  const client = createClient({ brokers: address });
+  const security = securityFromEnv();
+  if (security.tls) dropIpServernameWarning(); // as the bench itself does (context.ts)
+  const client = createClient({ brokers: address, ...security });
   try {
     const batches = client.consumer().readBatches({ topic, from: 0n, follow: true, signal: stop.signal });
     for await (const batch of batches) {

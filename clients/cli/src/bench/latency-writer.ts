@@ -20,6 +20,8 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { createClient, type ProducerRecord } from "../../../ts/src/index.js";
+import { dropIpServernameWarning } from "../context.js";
+import { securityFromEnv } from "./security.js";
 import { latencyHistogram, timedPayload, wallClockMs } from "./workload.js";
 
 /** What the writer prints last. */
@@ -78,8 +80,11 @@ async function main(): Promise<number> {
   const stop = new AbortController();
   process.once("SIGTERM", () => stop.abort());
   // Bounded like the bench's own clients (topics.ts), with requests shorter than its grace.
+  const security = securityFromEnv();
+  if (security.tls) dropIpServernameWarning(); // as the bench itself does (context.ts)
   const client = createClient({
     brokers: address,
+    ...security,
     retry: { maxAttempts: 3, maxElapsedMs: FLUSH_GRACE_MS },
     requestTimeoutMs: FLUSH_GRACE_MS,
   });

@@ -18,7 +18,7 @@ export async function runAckedPhase(
 ): Promise<PhaseResult> {
   const name = `produce, batch ${batch}, ${durability}`;
   const topic = await createBenchTopic(env, `p${phase}-${durability}`);
-  const connection = new Connection(env.address);
+  const connection = new Connection(env.address, env.security);
   const limit = deadline(env.phaseSeconds);
   const sender = openAckedSender(connection, limit.date(10_000));
   const code = durabilityCode(durability);

@@ -128,7 +128,10 @@ async function measure(
     bytesPerSec: m.seconds > 0 ? Math.round(moved / m.seconds) : undefined,
     note:
       `bare grpc-js, identity codec, ${rounds} × ${count} messages of ${size} bytes (repeated for >= ${MIN_SECONDS} s); ` +
-      `records/s = bytes/s ÷ ${round(perRecord, 2)}`,
+      `records/s = bytes/s ÷ ${round(perRecord, 2)}` +
+      (env.security.tls === undefined
+        ? ""
+        : "; plaintext on 127.0.0.1 while the broker was measured over TLS: ratios against it include TLS's cost"),
     error,
   };
   task.done(`${r.bytesPerSec?.toLocaleString("en-US")} bytes/s`);

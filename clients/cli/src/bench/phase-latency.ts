@@ -27,6 +27,7 @@ import { type Child, startChild } from "./child.js";
 import type { LatencyReport } from "./latency-reader.js";
 import type { WriterReport } from "./latency-writer.js";
 import { deadline, failedResult, Meter, round } from "./meter.js";
+import { securityEnv } from "./security.js";
 import { createBenchTopic, withBenchClient } from "./topics.js";
 import type { BenchEnv, LatencySummary, PhaseResult } from "./types.js";
 import { timedPayload, wallClockMs } from "./workload.js";
@@ -90,9 +91,13 @@ async function runRate(
   await withBenchClient(env, (client) =>
     client.producer().send(topic, { value: timedPayload(0, wallClockMs()), partition: 0 }),
   );
+  const childEnv = securityEnv(env.security);
   const reader = await startChild(
     [join(HERE, "latency-reader.js"), env.address, topic, String(measuredCount), String(warm)],
     (line) => (line === "ready" ? [] : null),
+    30_000,
+    undefined,
+    childEnv,
   );
   let writer: Child | undefined;
   let meter: Meter | undefined;
@@ -114,6 +119,7 @@ async function runRate(
           task.update(lastSent);
         }
       },
+      childEnv,
     );
     // The writer stops by itself at the phase's time cap; the grace covers its flush.
     const writerDone = await Promise.race([

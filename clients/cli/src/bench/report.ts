@@ -14,7 +14,8 @@ export interface BenchReport {
   machine: Record<string, unknown>;
   /** The git commit of the code measured and the count of files changed since (when in a clone). */
   source?: { commit: string; changedFiles: number } | undefined;
-  broker: { address: string; spawned: boolean; cpuProfile?: string | undefined };
+  /** `security`: how the clients connected ("plaintext", "TLS, bearer token"...; never a secret). */
+  broker: { address: string; spawned: boolean; security: string; cpuProfile?: string | undefined };
   results: PhaseResult[];
   profile?: { file: string; top: ProfileLine[] } | undefined;
   failed: boolean;
@@ -102,7 +103,7 @@ export function markdownReport(report: BenchReport): string {
   const lines = [
     `# rill bench ${report.stamp}`,
     "",
-    `\`${report.command}\` against ${report.broker.spawned ? "a broker it started" : "the broker"} at ${report.broker.address}; started ${report.startedAt}, finished ${report.finishedAt}.`,
+    `\`${report.command}\` against ${report.broker.spawned ? "a broker it started" : "the broker"} at ${report.broker.address} (${report.broker.security}); started ${report.startedAt}, finished ${report.finishedAt}.`,
     "",
     markdownTable(report.results),
     "`*` = the phase stopped at its time cap; its rate is over what was done by then. MB/s = records × 200 payload bytes / 10^6 / s. CPU s = user + system seconds during the phase (broker: from /proc, when the bench started it; for phase 7 the ceiling server).",

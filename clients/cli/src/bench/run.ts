@@ -22,6 +22,7 @@ import { runStoragePhase } from "./phase-storage.js";
 import { summarizeProfile } from "./profile.js";
 import { Progress } from "./progress.js";
 import { addCeilingRatios, type BenchReport, jsonReport, markdownReport, markdownTable } from "./report.js";
+import { type BenchSecurity, describeSecurity } from "./security.js";
 import { svgChart } from "./svg.js";
 import { withBenchClient } from "./topics.js";
 import type { BenchEnv, PhaseResult } from "./types.js";
@@ -63,7 +64,17 @@ export interface BenchFiles {
   svg: string;
 }
 
-export async function runBench(o: BenchOptions): Promise<{ report: BenchReport; files: BenchFiles }> {
+/**
+ * Runs the phases of `o` and writes the report. `security` (TLS, token) is for a broker given with
+ * `o.broker`; a broker the bench starts listens in plaintext on 127.0.0.1 and gets none.
+ */
+export async function runBench(
+  o: BenchOptions,
+  security: BenchSecurity = {},
+): Promise<{ report: BenchReport; files: BenchFiles }> {
+  if (o.broker === undefined && (security.tls !== undefined || security.token !== undefined)) {
+    throw new Error("TLS and token settings apply only to a broker given with --broker");
+  }
   const started = new Date();
   const loadAtStart = loadavg().map((l) => Math.round(l * 100) / 100);
   const stamp = utcStamp(started);
@@ -88,6 +99,7 @@ export async function runBench(o: BenchOptions): Promise<{ report: BenchReport; 
     }
     env = {
       address: broker?.address ?? o.broker!,
+      security,
       dataDir: broker?.dataDir,
       brokerPid: broker?.pid,
       records: o.records,
@@ -116,7 +128,12 @@ export async function runBench(o: BenchOptions): Promise<{ report: BenchReport; 
     options: { ...o, phases: [...o.phases] },
     machine: { ...machineFacts(o.dataParent ?? tmpdir()), loadAtStart },
     source: sourceState(),
-    broker: { address: broker?.address ?? o.broker!, spawned: broker !== undefined, cpuProfile },
+    broker: {
+      address: broker?.address ?? o.broker!,
+      spawned: broker !== undefined,
+      security: describeSecurity(security),
+      cpuProfile,
+    },
     results,
     failed: results.some((r) => r.error !== undefined),
     windowsUs: env?.windows ?? [],

@@ -10,6 +10,7 @@ import { sequenceOf } from "./workload.js";
 export async function withBenchClient<T>(env: BenchEnv, fn: (client: RillClient) => Promise<T>): Promise<T> {
   const client = createClient({
     brokers: env.address,
+    ...env.security,
     retry: { maxAttempts: 3, maxElapsedMs: 10_000 },
     requestTimeoutMs: Math.max(30_000, env.phaseSeconds * 1000 + 10_000),
   });

@@ -3,11 +3,14 @@
  * A phase returns one or more {@link PhaseResult}s (one per durability, one per rate...).
  */
 import type { Progress } from "./progress.js";
+import type { BenchSecurity } from "./security.js";
 
 /** Where and how the phases run. */
 export interface BenchEnv {
   /** The broker's host:port. */
   address: string;
+  /** TLS and token of every client of the run (empty for a plaintext broker; security.ts). */
+  security: BenchSecurity;
   /** The broker's data directory when the bench started it (phase 6 reads its files). */
   dataDir: string | undefined;
   /** The broker's PID when the bench started it (its CPU time is read from /proc). */

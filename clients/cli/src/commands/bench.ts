@@ -2,7 +2,8 @@
  * `rill bench`: measures a broker on this machine (what `npm run bench` runs). Without --broker it
  * starts one as its own process (`rill broker --listen 127.0.0.1:0 --data-dir <temp dir>`) and
  * stops it by PID at the end; with --broker (or RILL_BROKER) it measures that one and deletes the
- * topics it created. Phases (bench/*.ts, one module each):
+ * topics it created, over TLS and with a token when the global options say so (bench/security.ts).
+ * Phases (bench/*.ts, one module each):
  *
  *   1  produce, batch 1: each record acknowledged before the next (ProduceSession), per durability
  *   2  produce, batch 50: the same with 50 records per batch
@@ -21,7 +22,7 @@
 import type { Command } from "commander";
 import { DEFAULT_RATES, DEFAULT_WARMUP_SECONDS } from "../bench/phase-latency.js";
 import { type BenchOptions, runBench } from "../bench/run.js";
-import { CliError, globalOptions, parseCount, usesSecurityOptions } from "../context.js";
+import { CliError, clientSecurity, globalOptions, parseCount, usesSecurityOptions } from "../context.js";
 
 interface BenchFlags {
   records: string;
@@ -97,24 +98,28 @@ export function registerBenchCommand(program: Command): void {
       "\nPhases: 1 produce batch 1 (acked one by one), 2 produce batch 50, 3 Producer (client batching),\n" +
         "4 consume from offset 0, 5 end-to-end latency at --rates, 6 bytes on disk per record,\n" +
         "7 bare grpc-js ceiling, 8 broker memory beside a stalled consumer, 9 1 vs 1,000 partitions.\n" +
-        "Without --broker (or RILL_BROKER) a broker is started for the run.",
+        "Without --broker (or RILL_BROKER) a broker is started for the run. A broker given may be secured:\n" +
+        "the global --tls, --tls-ca, --tls-cert/--tls-key, --tls-server-name and --token-file (or RILL_TOKEN)\n" +
+        "apply to every client of the run, the phase-5 processes included.",
     )
     .action(async (flags: BenchFlags, cmd: Command) => {
       const source = cmd.parent?.getOptionValueSource("broker");
       const globals = globalOptions(cmd);
-      if (usesSecurityOptions(globals)) {
+      const explicit = (source === "cli" || source === "env") && globals.broker.length > 0;
+      if (!explicit && usesSecurityOptions(globals)) {
         throw new CliError(
-          "rill bench does not support --tls* or --token-file yet: benchmark a plaintext broker on loopback",
+          "--tls* and --token-file are for the broker given with --broker (or RILL_BROKER); the broker rill bench starts itself listens in plaintext on 127.0.0.1",
           2,
         );
       }
-      const explicit = (source === "cli" || source === "env") && globals.broker.length > 0;
+      // RILL_TOKEN counts only for a broker given: the one the bench starts has no authentication.
+      const security = explicit ? clientSecurity(globals) : {};
       const options = benchOptions(
         flags,
         explicit ? globals.broker : undefined,
         `rill ${process.argv.slice(2).join(" ")}`,
       );
-      const { report, files } = await runBench(options);
+      const { report, files } = await runBench(options, security);
       process.stderr.write(`results: ${files.md}\n         ${files.json}\n         ${files.svg}\n`);
       if (report.profile) process.stderr.write(`broker CPU profile: ${report.profile.file}\n`);
       if (report.failed) process.exitCode = 1;
