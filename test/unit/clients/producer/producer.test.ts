@@ -121,15 +121,22 @@ describe("client > producer > batching", () => {
   it("keeps filling a batch whose linger ran out while the sender had no room", async () => {
     // Ensures batches grow with the backlog (Kafka's accumulator): with the one allowed stream busy,
     // records arriving after a batch's linger join it instead of piling up as one-record batches.
-    fake.produceDelayMs = 300;
+    // No fixed sleeps decide the order (a loaded machine delays timers): "a" is sent alone, its
+    // stream has reached the broker before "b" is sent, and the answer is held long enough for
+    // b, c and d to arrive, each after its linger, while the one stream allowed is busy.
+    fake.produceDelayMs = 2_000;
     const producer = client.producer({ lingerMs: 5, maxInFlight: 1 });
     const first = producer.send("t", { value: "a", partition: 0 });
-    await new Promise((r) => setTimeout(r, 30)); // sealed after 5 ms; its stream is held 300 ms
+    for (let waited = 0; fake.produceCalls.length === 0; waited += 5) {
+      if (waited > 5_000) throw new Error("the first batch never reached the fake broker");
+      await new Promise((r) => setTimeout(r, 5));
+    }
     const later: Promise<unknown>[] = [];
     for (const value of ["b", "c", "d"]) {
       later.push(producer.send("t", { value, partition: 1 }));
-      await new Promise((r) => setTimeout(r, 40)); // each waits past its linger
+      await new Promise((r) => setTimeout(r, 15)); // each waits past its linger
     }
+    expect(fake.produceCalls).toHaveLength(1); // still answering the first stream
     await first;
     await Promise.all(later);
     expect(fake.produceCalls).toHaveLength(2);
