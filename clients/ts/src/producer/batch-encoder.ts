@@ -109,7 +109,7 @@ export class BatchEncoder {
   /** Appends one record (a `RecordBatch.records` entry). */
   append(key: Buffer | null, value: Buffer, headers: EncodedHeader[] | null, t: Timestamp): void {
     const body = recordSize(key, value, headers, t);
-    this.reserve(1 + 5 + body);
+    this.reserve(1 + varintSize(body) + body); // exact: a batch sized to its records never regrows
     this.byte(0x0a);
     this.varint(body);
     if (key !== null) this.bytesField(0x0a, key);

@@ -83,4 +83,17 @@ describe("client > producer > batch encoder", () => {
     expect(req.records!.records).toHaveLength(4);
     expect(req.partition).toBe(3);
   });
+
+  it("never regrows a batch sized exactly to its records", () => {
+    // Ensures the room reserved per record is exact (tag, length varint, body): a batch given its
+    // records' encoded size up front keeps its first buffer, with no doubling and no copy.
+    const values = Array.from({ length: 50 }, (_, i) => Buffer.alloc(200, i));
+    const recordBytes = 50 * (1 + 2 + (1 + 2 + 200)); // tag, 2-byte length, value field
+    const enc = new BatchEncoder("topic-of-a-bench", 0, recordBytes);
+    for (const v of values) enc.append(null, v, null, undefined);
+    expect(enc.recordBytes).toBe(recordBytes);
+    const out = enc.finish(1);
+    expect(out.buffer.byteLength).toBeLessThan(recordBytes + 64); // header and trailer room only
+    expect(ProduceRequest.decode(out).records!.records.map((r) => Buffer.from(r.value))).toEqual(values);
+  });
 });
