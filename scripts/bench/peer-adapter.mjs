@@ -15,8 +15,9 @@
 //           peers' 1000 per fetch); every record's value goes through the Verifier.
 //
 // The client code on the hot path is Rill's own TypeScript client, compiled (npm run build):
-// its BatchEncoder (records encoded straight into the ProduceRequest bytes) and its Fetch
-// decoder (decodeFetchResponse + decodeRawBatch, what Consumer.read uses), over @grpc/grpc-js
+// its BatchEncoder (records encoded straight into the ProduceRequest bytes), the session envelope
+// its Producer writes (encodeSessionRequest, session-sender.ts) and its Fetch decoder
+// (decodeFetchResponse + decodeRawBatch, what Consumer.read uses), over @grpc/grpc-js
 // with pass-through serializers, the way the client's Connection sets up rawProduce/rawFetch.
 // Topic admin goes through the client's Admin.
 //
@@ -36,6 +37,7 @@ import { Channel, credentials, Metadata, makeGenericClientConstructor } from "@g
 import { decodeFetchResponse, decodeRawBatch } from "../../dist/clients/ts/src/consumer/fetch-decoder.js";
 import { createClient, DEFAULT_CHANNEL_OPTIONS } from "../../dist/clients/ts/src/index.js";
 import { BatchEncoder } from "../../dist/clients/ts/src/producer/batch-encoder.js";
+import { encodeSessionRequest } from "../../dist/clients/ts/src/producer/session-sender.js";
 
 const PORT = Number(process.env.RILL_PORT ?? process.env.OURS_PORT ?? 42230);
 const ADDRESS = `127.0.0.1:${PORT}`;
@@ -202,17 +204,6 @@ function encodeBatch(topic, payload, from, k) {
   const enc = new BatchEncoder(topic, 0, k * 206);
   for (let i = 0; i < k; i++) enc.append(null, payload(from + i), null, undefined);
   return enc.finish(DURABILITY);
-}
-
-/** ProduceSessionRequest {sequence=1, produce=2}. */
-function encodeSessionRequest(seq, produce) {
-  return Buffer.concat([
-    Buffer.from([0x08]),
-    varint(seq),
-    Buffer.from([0x12]),
-    varint(produce.length),
-    produce,
-  ]);
 }
 
 const deadlineIn = (ms) => new Date(Date.now() + ms);
