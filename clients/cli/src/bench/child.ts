@@ -32,16 +32,24 @@ export interface Child {
   stop(graceMs?: number): Promise<number | null>;
 }
 
+/** How a child starts: see {@link startChild}. */
+export interface ChildOptions {
+  /** How long to wait for the ready line (default 30 s). */
+  timeoutMs?: number;
+  /** Called with every stdout line after the ready one. */
+  onLine?: (line: string) => void;
+  /** The child's environment (default: ours). */
+  env?: NodeJS.ProcessEnv;
+}
+
 /**
  * Starts `node ...args`; resolves once a stdout line matches `ready` (within `timeoutMs`). Every
- * stdout line after that one goes to `onLine`, if given. The child gets `env` (default: ours).
+ * stdout line after that one goes to `onLine`, if given.
  */
 export function startChild(
   args: string[],
   ready: (line: string) => string[] | null,
-  timeoutMs = 30_000,
-  onLine?: (line: string) => void,
-  env: NodeJS.ProcessEnv = process.env,
+  { timeoutMs = 30_000, onLine, env = process.env }: ChildOptions = {},
 ): Promise<Child> {
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env });
   running.add(child);

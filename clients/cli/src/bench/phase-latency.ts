@@ -95,9 +95,7 @@ async function runRate(
   const reader = await startChild(
     [join(HERE, "latency-reader.js"), env.address, topic, String(measuredCount), String(warm)],
     (line) => (line === "ready" ? [] : null),
-    30_000,
-    undefined,
-    childEnv,
+    { env: childEnv },
   );
   let writer: Child | undefined;
   let meter: Meter | undefined;
@@ -111,15 +109,16 @@ async function runRate(
         String(Math.max(1, limit.at - Date.now())),
       ],
       (line) => (line === "ready" ? [] : null),
-      30_000,
-      (line) => {
-        if (line === "measuring") meter ??= new Meter(env);
-        else if (line.startsWith("sent ")) {
-          lastSent = Number(line.slice(5));
-          task.update(lastSent);
-        }
+      {
+        env: childEnv,
+        onLine: (line) => {
+          if (line === "measuring") meter ??= new Meter(env);
+          else if (line.startsWith("sent ")) {
+            lastSent = Number(line.slice(5));
+            task.update(lastSent);
+          }
+        },
       },
-      childEnv,
     );
     // The writer stops by itself at the phase's time cap; the grace covers its flush.
     const writerDone = await Promise.race([
