@@ -5,8 +5,6 @@
  * the report's contents are checked, never timings. Every connection goes to 127.0.0.1; the bench
  * runs as a child process, killed by PID past its time limit.
  */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -17,7 +15,7 @@ import { createClient } from "../../clients/ts/src/index.js";
 import { makeTestPki, type TestPki } from "../helpers/certs.js";
 import { type AuthFiles, writeAuthFiles } from "./helpers/auth.js";
 import { startTestBroker, type TestBroker } from "./helpers/broker.js";
-import { bin, buildIfMissing, cli, root } from "./helpers/cli.js";
+import { buildIfMissing, cli } from "./helpers/cli.js";
 
 const TOKEN = "bench-token-0123456789abcdef";
 const N = 2000;
@@ -157,21 +155,13 @@ describe("rill bench > a secured broker", () => {
 
   it("refuses --tls-ca without --broker: the broker it starts itself is plaintext", async () => {
     // Ensures the security flags are not silently ignored when the bench starts its own broker.
-    const env = { ...process.env };
-    delete env.RILL_BROKER;
-    const child = spawn(process.execPath, [bin, "bench", "--phases", "6", "--tls-ca", pki.ca.certPath], {
-      cwd: root,
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.on("data", (c: Buffer) => {
-      stderr += c.toString();
-    });
-    const timer = setTimeout(() => child.pid !== undefined && process.kill(child.pid, "SIGKILL"), 30_000);
-    const [code] = (await once(child, "close")) as [number | null];
-    clearTimeout(timer);
-    expect(code).toBe(2);
-    expect(stderr).toContain("--tls* and --token-file are for the broker given with --broker");
+    const own = cli();
+    try {
+      const r = await own.run(["bench", "--phases", "6", "--tls-ca", pki.ca.certPath]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain("--tls* and --token-file are for the broker given with --broker");
+    } finally {
+      own.killAll();
+    }
   }, 60_000);
 });

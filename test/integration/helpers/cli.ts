@@ -70,12 +70,16 @@ export async function finish(run: Started, timeoutMs: number, what: string): Pro
   }
 }
 
-/** A runner against the broker at `address()` (read at each start). */
-export function cli(address: () => string): Cli {
+/**
+ * A runner against the broker at `address()` (read at each start). Without `address`, no
+ * `--broker` is passed (and RILL_BROKER stays empty): for a command that starts its own broker.
+ */
+export function cli(address?: () => string): Cli {
   const children = new Set<ChildProcess>();
 
   function start(args: string[], input?: Buffer | string): Started {
-    const child = spawn(process.execPath, [bin, ...args, "--broker", address()], {
+    const broker = address === undefined ? [] : ["--broker", address()];
+    const child = spawn(process.execPath, [bin, ...args, ...broker], {
       cwd: root,
       stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
       env: { ...process.env, RILL_BROKER: "" },
